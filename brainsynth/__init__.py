@@ -1,0 +1,52 @@
+"""brainsynth: explore 3D brain-MRI latent diffusion models.
+
+Load a model, sample brains conditioned on sex, age, ventricular volume and brain volume in real
+units, and save them as NIfTI with full provenance.
+
+Examples
+--------
+>>> import brainsynth
+>>> model = brainsynth.load_model("ukb")  # doctest: +SKIP
+>>> result = model.sample(sex="male", age=70, seed=0)  # doctest: +SKIP
+>>> result.save("brain.nii.gz")  # doctest: +SKIP
+"""
+
+from brainsynth._version import __version__
+from brainsynth.config import ModelConfig, NoiseSchedule
+from brainsynth.covariates import CovariateSpec
+from brainsynth.errors import (
+    BrainsynthError,
+    ChecksumError,
+    DeviceUnavailableError,
+    InvalidParameterError,
+    ModelLoadError,
+    ModelNotFoundError,
+    OutputExistsError,
+    SamplingCancelled,
+)
+from brainsynth.loading import load_model
+from brainsynth.model import LatentDiffusionModel
+from brainsynth.model_dir import save_model_dir
+from brainsynth.result import SampleResult
+from brainsynth.sampling import ProgressCallback, StepProgress
+
+__all__ = [
+    "BrainsynthError",
+    "ChecksumError",
+    "CovariateSpec",
+    "DeviceUnavailableError",
+    "InvalidParameterError",
+    "LatentDiffusionModel",
+    "ModelConfig",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "NoiseSchedule",
+    "OutputExistsError",
+    "ProgressCallback",
+    "SampleResult",
+    "SamplingCancelled",
+    "StepProgress",
+    "__version__",
+    "load_model",
+    "save_model_dir",
+]

@@ -1,0 +1,7 @@
+"""``python -m brainsynth`` runs the command line."""
+
+import sys
+
+from brainsynth.cli import main
+
+sys.exit(main())

@@ -1,0 +1,31 @@
+"""The ``brainsynth`` command line.
+
+User errors end with a one-line message and exit status 1 (2 for bad usage), with no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from brainsynth.cli.commands import COMMANDS
+from brainsynth.cli.parser import build_parser
+from brainsynth.errors import BrainsynthError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except BrainsynthError as exc:
+        print(f"brainsynth {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"brainsynth {args.command}: cancelled; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

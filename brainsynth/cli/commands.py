@@ -1,0 +1,191 @@
+"""What each ``brainsynth`` subcommand does, given parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brainsynth.cli.parser import COVARIATE_FLAGS
+from brainsynth.cli.progress import progress_bar
+from brainsynth.devices import available_devices, resolve_device
+from brainsynth.errors import BrainsynthError, InvalidParameterError
+from brainsynth.hub import MODEL_NAMES, download_ukb, find_named_model
+from brainsynth.loading import load_model
+from brainsynth.model import LatentDiffusionModel
+from brainsynth.nifti import check_output_path, is_nifti_path
+from brainsynth.noise import check_seed
+from brainsynth.result import SampleResult
+
+
+def _number_or_text(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _covariates(args: argparse.Namespace, suffix: str = "") -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in COVARIATE_FLAGS:
+        value = getattr(args, name + suffix.replace("-", "_"), None)
+        if value is not None:
+            values[name] = int(value) if name == "sex" and value in ("0", "1") else value
+    for item in getattr(args, "assignments", []) if not suffix else []:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise InvalidParameterError(f"--set must look like NAME=VALUE (got {item!r})")
+        values[name.strip().replace("-", "_")] = _number_or_text(text.strip())
+    return values
+
+
+def _check_output(args: argparse.Namespace, count: int, series: bool) -> None:
+    """Refuse a bad output path before loading the model or computing anything."""
+    path = Path(args.output).expanduser()
+    if is_nifti_path(path):
+        if series or count == 1:
+            check_output_path(path, overwrite=args.overwrite, name="--output")
+        else:
+            stem_suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
+            for i in range(count):
+                numbered = path.with_name(f"{path.name[: -len(stem_suffix)]}_{i:03d}{stem_suffix}")
+                check_output_path(numbered, overwrite=args.overwrite, name="--output")
+    elif not (path.is_dir() or path.parent.is_dir()):
+        raise InvalidParameterError(f"--output folder {str(path.parent)!r} does not exist; create it first")
+
+
+def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
+    # Fail on bad settings before loading the model; the model checks them again with its own defaults.
+    resolve_device(args.device)
+    for flag in ("seed", "seed_a", "seed_b"):
+        if getattr(args, flag, None) is not None:
+            check_seed(getattr(args, flag), "--" + flag.replace("_", "-"))
+    if args.steps is not None and args.steps < 1:
+        raise InvalidParameterError(f"--steps must be at least 1 (got {args.steps})")
+    return {"steps": args.steps, "scheduler": args.scheduler, "eta": args.eta, "device": args.device,
+            "batch_size": args.batch_size}
+
+
+def _write(result: SampleResult, args: argparse.Namespace, *, series: bool) -> list[Path]:
+    if series and is_nifti_path(args.output):
+        return [result.save_series(args.output, dtype=args.dtype, overwrite=args.overwrite)]
+    return result.save(args.output, dtype=args.dtype, overwrite=args.overwrite)
+
+
+def _report(result: SampleResult, paths: list[Path]) -> None:
+    settings, provenance = result.settings, result.provenance
+    seeds = sorted({s for s in result.seeds if s is not None})
+    seed_text = f"seed {', '.join(map(str, seeds))}; " if seeds else ""
+    where = paths[0] if len(paths) == 1 else f"{len(paths)} files in {paths[0].parent}"
+    print(
+        f"wrote {where} ({len(result)} brain{'s' if len(result) > 1 else ''}; {seed_text}"
+        f"{settings['steps']} {settings['scheduler']} steps; "
+        f"{provenance['time_taken_s']:.1f} s on {settings['device']})"
+    )
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    """``brainsynth sample``."""
+    covariates = _covariates(args)
+    options = _sampling_options(args)
+    _check_output(args, args.batch_size, series=False)
+    model = load_model(args.model)
+    with progress_bar("sampling", args.quiet) as callback:
+        result = model.sample(covariates, seed=args.seed, extrapolate=args.extrapolate, callback=callback, **options)
+    _report(result, _write(result, args, series=False))
+    return 0
+
+
+def _traverse_values(args: argparse.Namespace) -> list[Any]:
+    if args.values is not None:
+        if any(v is not None for v in (args.start, args.stop, args.frames)):
+            raise InvalidParameterError("give either --values or --start/--stop/--frames, not both")
+        values = [_number_or_text(v.strip()) for v in args.values.split(",") if v.strip()]
+        if not values:
+            raise InvalidParameterError(f"--values must list at least one value (got {args.values!r})")
+        return values
+    if args.start is None or args.stop is None or args.frames is None:
+        raise InvalidParameterError("give --values V1,V2,... or all of --start, --stop and --frames")
+    if args.frames < 2:
+        raise InvalidParameterError(f"--frames must be at least 2 (got {args.frames})")
+    return [float(v) for v in np.linspace(args.start, args.stop, args.frames)]
+
+
+def run_traverse(args: argparse.Namespace) -> int:
+    """``brainsynth traverse``."""
+    values = _traverse_values(args)
+    covariates = _covariates(args)
+    options = _sampling_options(args)
+    _check_output(args, len(values), series=True)
+    model = load_model(args.model)
+    with progress_bar(f"traversing {args.sweep}", args.quiet) as callback:
+        result = model.traverse(args.sweep, values, seed=args.seed, extrapolate=args.extrapolate,
+                                callback=callback, **options, **covariates)
+    _report(result, _write(result, args, series=True))
+    return 0
+
+
+def run_interpolate(args: argparse.Namespace) -> int:
+    """``brainsynth interpolate``."""
+    start, end = _covariates(args), _covariates(args, "-b")
+    options = _sampling_options(args)
+    _check_output(args, args.frames, series=True)
+    model = load_model(args.model)
+    with progress_bar("interpolating", args.quiet) as callback:
+        result = model.interpolate(args.seed_a, args.seed_b, args.frames, covariates_a=start,
+                                   covariates_b={**start, **end}, extrapolate=args.extrapolate,
+                                   callback=callback, **options)
+    _report(result, _write(result, args, series=True))
+    return 0
+
+
+def describe_model(model: LatentDiffusionModel) -> str:
+    """Text block describing a model's grid and covariates, for ``brainsynth info``."""
+    config = model.config
+    lines = [
+        f"model {config.name}: {config.description}",
+        f"  source: {model.source}",
+        f"  image: {' x '.join(map(str, config.image_shape))} voxels of "
+        f"{' x '.join(f'{v:g}' for v in config.voxel_size)} mm; latent {' x '.join(map(str, config.latent_shape))}",
+        f"  sampling default: {config.default_scheduler}, {config.default_steps} steps; conditioning "
+        f"{config.conditioning}",
+        "  covariates:",
+    ]
+    for spec in config.covariates:
+        lines.append(f"    {spec.name:<20} {spec.describe_range():<28} default {spec.default}  {spec.description}")
+    return "\n".join(lines)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """``brainsynth info``."""
+    if args.model:
+        print(describe_model(load_model(args.model)))
+    else:
+        print("models:")
+        for name, text in MODEL_NAMES.items():
+            try:
+                where = f"installed at {find_named_model(name)}"
+            except BrainsynthError:
+                where = "not installed"
+            print(f"  {name:<6} {text}\n         {where}")
+        print("  or any brainsynth model folder (model.json) or MONAI bundle folder (configs/inference.json)")
+    print(f"devices: {', '.join(available_devices())} (auto picks {resolve_device('auto')})")
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    """``brainsynth download``."""
+    path = download_ukb(args.dir)
+    print(f"downloaded {args.name} to {path}")
+    return 0
+
+
+COMMANDS = {
+    "sample": run_sample,
+    "traverse": run_traverse,
+    "interpolate": run_interpolate,
+    "info": run_info,
+    "download": run_download,
+}

@@ -1,0 +1,137 @@
+"""Argument parser of the ``brainsynth`` command."""
+
+from __future__ import annotations
+
+import argparse
+
+from brainsynth._version import __version__
+from brainsynth.devices import DEVICE_CHOICES
+from brainsynth.hub import MODEL_NAMES
+from brainsynth.nifti import OUTPUT_DTYPES
+from brainsynth.schedulers import SCHEDULERS
+
+#: Command-line flags of the covariates of the demo and published models, and their names.
+COVARIATE_FLAGS = {
+    "sex": "sex",
+    "age": "age",
+    "ventricular_volume": "ventricular-volume",
+    "brain_volume": "brain-volume",
+}
+
+EXAMPLES = {
+    "sample": """examples:
+  brainsynth sample --sex female --age 70 --seed 1 --output brain.nii.gz
+  brainsynth sample --model ukb --sex male --age 60 --ventricular-volume 45 --brain-volume 1400 \\
+      --seed 7 --steps 50 --scheduler ddim --device auto --output brain.nii.gz
+  brainsynth sample --model path/to/bundle --set c0=0.5 --output out.nii.gz --overwrite""",
+    "traverse": """examples:
+  brainsynth traverse --covariate age --values 50,60,70,80 --seed 3 --output ageing.nii.gz
+  brainsynth traverse --covariate ventricular_volume --start 10 --stop 150 --frames 8 --output frames/""",
+    "interpolate": """examples:
+  brainsynth interpolate --seed-a 1 --seed-b 2 --frames 8 --output morph.nii.gz
+  brainsynth interpolate --seed-a 1 --seed-b 1 --frames 5 --age 50 --age-b 80 --output folder/""",
+    "info": """examples:
+  brainsynth info
+  brainsynth info --model ukb""",
+    "download": """examples:
+  brainsynth download ukb""",
+}
+
+
+def _add_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", default="demo", metavar="M",
+        help=f"model name ({', '.join(MODEL_NAMES)}) or a model/bundle folder (default: demo)",
+    )
+
+
+def _add_covariates(parser: argparse.ArgumentParser, suffix: str = "", what: str = "") -> None:
+    group = parser.add_argument_group(f"covariates{what} (real units; defaults from the model)")
+    group.add_argument(f"--sex{suffix}", metavar="{female,male}", help="female or male (or 0/1)")
+    group.add_argument(f"--age{suffix}", type=float, metavar="YEARS", help="age in years")
+    group.add_argument(f"--ventricular-volume{suffix}", type=float, metavar="ML", help="ventricular CSF volume, ml")
+    group.add_argument(f"--brain-volume{suffix}", type=float, metavar="ML",
+                       help="grey + white matter volume normalised for head size, ml")
+    if not suffix:
+        group.add_argument("--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE",
+                           help="any covariate by name, e.g. --set c0=0.5; repeat for several")
+        group.add_argument("--extrapolate", action="store_true",
+                           help="allow values beyond the training range (recorded in the sidecar)")
+
+
+def _add_sampling(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("sampling")
+    group.add_argument("--steps", type=int, metavar="N", help="denoising steps (default: the model's)")
+    group.add_argument("--scheduler", choices=list(SCHEDULERS), type=str.lower,
+                       help="reverse-process solver (default: the model's, ddim)")
+    group.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity 0-1 (default 0)")
+    group.add_argument("--device", default="auto", metavar="{" + ",".join(DEVICE_CHOICES) + "}",
+                       help="compute device: auto, cpu, cuda, cuda:N or mps (default auto)")
+    group.add_argument("--batch-size", type=int, default=1, metavar="N",
+                       help="brains passed through the networks together (default 1)")
+
+
+def _add_output(parser: argparse.ArgumentParser, what: str) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument("--output", "-o", required=True, metavar="PATH", help=what)
+    group.add_argument("--dtype", choices=OUTPUT_DTYPES, default="float32", help="stored data type (default float32)")
+    group.add_argument("--overwrite", action="store_true", help="replace existing files")
+    group.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _subparser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
+    return subparsers.add_parser(
+        name, help=help_text, description=help_text, epilog=EXAMPLES.get(name),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``brainsynth`` argument parser with its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="brainsynth",
+        description="Explore 3D brain-MRI latent diffusion models: sample brains conditioned on sex, age, "
+        "ventricular volume and brain volume, and save them as NIfTI with provenance.",
+        epilog="Run 'brainsynth COMMAND --help' for each command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"brainsynth {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sample = _subparser(subparsers, "sample", "Generate brains and save them as NIfTI with a JSON sidecar.")
+    _add_model(sample)
+    _add_covariates(sample)
+    sample.add_argument("--seed", type=int, metavar="N", help="seed of the initial noise (default: random, recorded)")
+    _add_sampling(sample)
+    _add_output(sample, "output .nii/.nii.gz file (with --batch-size > 1: numbered files), or a folder")
+
+    traverse = _subparser(subparsers, "traverse", "Sweep one covariate with the same noise and other covariates.")
+    _add_model(traverse)
+    traverse.add_argument("--covariate", dest="sweep", required=True, metavar="NAME",
+                          help="covariate to sweep, e.g. age or ventricular_volume")
+    values = traverse.add_argument_group("values (either a list or a range)")
+    values.add_argument("--values", metavar="V1,V2,...", help="comma-separated values in real units")
+    values.add_argument("--start", type=float, metavar="A", help="first value")
+    values.add_argument("--stop", type=float, metavar="B", help="last value")
+    values.add_argument("--frames", type=int, metavar="N", help="number of values from start to stop")
+    _add_covariates(traverse)
+    traverse.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the shared noise (default 0)")
+    _add_sampling(traverse)
+    _add_output(traverse, "a .nii/.nii.gz file (one 4D volume, frames last) or a folder (one file per frame)")
+
+    interpolate = _subparser(subparsers, "interpolate", "Interpolate between two seeds (and two covariate sets).")
+    _add_model(interpolate)
+    interpolate.add_argument("--seed-a", type=int, required=True, metavar="N", help="seed of the first brain")
+    interpolate.add_argument("--seed-b", type=int, required=True, metavar="N", help="seed of the last brain")
+    interpolate.add_argument("--frames", type=int, default=8, metavar="N", help="number of brains (default 8)")
+    _add_covariates(interpolate)
+    _add_covariates(interpolate, suffix="-b", what=" at the end (default: the same as at the start)")
+    _add_sampling(interpolate)
+    _add_output(interpolate, "a .nii/.nii.gz file (one 4D volume, frames last) or a folder (one file per frame)")
+
+    info = _subparser(subparsers, "info", "Show the models found, their covariates and the devices available.")
+    info.add_argument("--model", metavar="M", help="describe this model in detail")
+
+    download = _subparser(subparsers, "download", "Download a published model's files.")
+    download.add_argument("name", choices=["ukb"], help="ukb: the published UK Biobank model (about 2.3 GB)")
+    download.add_argument("--dir", metavar="FOLDER", help="where to put it (default: brainsynth's cache)")
+    return parser

@@ -1,0 +1,445 @@
+"""A latent diffusion model that samples brains conditioned on covariates in real units.
+
+The pipeline only chains its parts: initial noise ``x_T`` (drawn on the CPU) -> denoising loop
+(:func:`brainsynth.sampling.denoise`) -> unscale (``z = x_0 / scale_factor``) -> decode.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import monai
+import numpy as np
+import torch
+
+from brainsynth._version import __version__
+from brainsynth.config import ModelConfig
+from brainsynth.covariates import ResolvedCovariates, resolve_covariates
+from brainsynth.devices import resolve_device
+from brainsynth.errors import InvalidParameterError
+from brainsynth.noise import check_seed, draw_noise, slerp
+from brainsynth.result import SampleResult
+from brainsynth.sampling import ProgressCallback, StepProgress, denoise
+from brainsynth.schedulers import STOCHASTIC_SCHEDULERS, check_scheduler_settings, make_scheduler
+
+
+class LatentDiffusionModel:
+    """An autoencoder, a conditioned diffusion U-Net and their configuration.
+
+    Load one with :func:`brainsynth.load_model`; sample with :meth:`sample`, :meth:`traverse` and
+    :meth:`interpolate`.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        Networks, noise schedule, grids and covariates.
+    autoencoder : torch.nn.Module
+        MONAI ``AutoencoderKL`` with weights loaded.
+    unet : torch.nn.Module
+        MONAI ``DiffusionModelUNet`` with weights loaded.
+    source : str
+        Where the model was loaded from, for provenance.
+    weight_hashes : dict
+        Network name to ``{"sha256": ...}`` (or ``md5``) of its weight file.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        autoencoder: torch.nn.Module,
+        unet: torch.nn.Module,
+        *,
+        source: str = "",
+        weight_hashes: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        self.config = config
+        self.autoencoder = autoencoder.eval()
+        self.unet = unet.eval()
+        self.source = source
+        self.weight_hashes = {k: dict(v) for k, v in (weight_hashes or {}).items()}
+
+    def __repr__(self) -> str:
+        covariates = ", ".join(f"{c.name} ({c.describe_range()})" for c in self.config.covariates)
+        return f"LatentDiffusionModel(name={self.config.name!r}, covariates=[{covariates}])"
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return self.config.name
+
+    @property
+    def device(self) -> torch.device:
+        """The device the networks are on."""
+        return next(self.unet.parameters()).device
+
+    def to(self, device: str | torch.device = "auto") -> LatentDiffusionModel:
+        """Move both networks to ``device`` (see :func:`brainsynth.devices.resolve_device`)."""
+        target = resolve_device(device)
+        self.autoencoder.to(target)
+        self.unet.to(target)
+        return self
+
+    # ----------------------------------------------------------------------------------- public API
+
+    def sample(
+        self,
+        covariates: Mapping[str, Any] | None = None,
+        *,
+        seed: int | None = None,
+        noise: torch.Tensor | None = None,
+        steps: int | None = None,
+        scheduler: str | None = None,
+        eta: float = 0.0,
+        batch_size: int = 1,
+        device: str | torch.device = "auto",
+        extrapolate: bool = False,
+        callback: ProgressCallback | None = None,
+        **covariate_values: Any,
+    ) -> SampleResult:
+        """Generate brains conditioned on covariates in real units.
+
+        Parameters
+        ----------
+        covariates : mapping, optional
+            Covariate values by name, e.g. ``{"sex": "male", "age": 70}``; they may also be given as
+            keyword arguments. Missing ones take the model's defaults.
+        seed : int, optional
+            Seed of the initial noise, 0 to 2**63-1; item ``i`` of a batch uses ``seed + i``. A random
+            seed is drawn and recorded when neither ``seed`` nor ``noise`` is given.
+        noise : torch.Tensor, optional
+            Explicit initial latent ``x_T``, shape (C, X, Y, Z) or (B, C, X, Y, Z), instead of a seed.
+        steps : int, optional
+            Number of denoising steps (default: the model's, 50 for the published model).
+        scheduler : {"ddim", "ddpm", "pndm"}, optional
+            Solver of the reverse process (default: the model's, ``"ddim"``).
+        eta : float
+            DDIM stochasticity, 0 (deterministic, the default) to 1.
+        batch_size : int
+            Number of brains generated together.
+        device : str
+            ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        extrapolate : bool
+            Allow covariates beyond the training range (recorded in the result).
+        callback : callable, optional
+            Called once per step with a :class:`~brainsynth.sampling.StepProgress`; raise
+            :class:`~brainsynth.errors.SamplingCancelled` in it to cancel.
+
+        Returns
+        -------
+        SampleResult
+            ``batch_size`` brains (or one per noise tensor).
+
+        Examples
+        --------
+        >>> model = brainsynth.load_model("ukb")  # doctest: +SKIP
+        >>> result = model.sample(sex="female", age=70, ventricular_volume=45, brain_volume=1400,
+        ...                       seed=1)  # doctest: +SKIP
+        >>> result.save("brain.nii.gz")  # doctest: +SKIP
+        """
+        resolved = self._resolve({**(covariates or {}), **covariate_values}, extrapolate)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidParameterError(f"batch_size must be a positive integer (got {batch_size!r})")
+        plan = _SamplingPlan.check(self, steps, scheduler, eta, device)
+        if noise is not None:
+            x_T = self._check_noise(noise)  # noqa: N806
+            base = check_seed(seed) if seed is not None else secrets.randbelow(2**31)
+            seeds: list[int | None] = [None] * x_T.shape[0]
+            step_seeds = [base + i for i in range(x_T.shape[0])]
+            noise_info = [{"kind": "explicit", "index": i, "step_seed": s} for i, s in enumerate(step_seeds)]
+        else:
+            base = check_seed(seed) if seed is not None else secrets.randbelow(2**31)
+            seeds = [base + i for i in range(batch_size)]
+            check_seed(seeds[-1], "seed + batch_size - 1")
+            x_T = torch.stack([draw_noise(s, self.config.latent_shape) for s in seeds])  # noqa: N806
+            noise_info = [{"kind": "seed", "seed": s} for s in seeds]
+            step_seeds = list(seeds)
+        return self._run(plan, x_T, [resolved] * x_T.shape[0], seeds, noise_info, step_seeds, callback)
+
+    def traverse(
+        self,
+        covariate: str,
+        values: Sequence[float | str],
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        scheduler: str | None = None,
+        eta: float = 0.0,
+        batch_size: int = 1,
+        device: str | torch.device = "auto",
+        extrapolate: bool = False,
+        callback: ProgressCallback | None = None,
+        **covariate_values: Any,
+    ) -> SampleResult:
+        """Sweep one covariate with everything else fixed, the initial noise included.
+
+        Parameters
+        ----------
+        covariate : str
+            Name of the covariate to sweep.
+        values : sequence
+            Its values, in real units; one brain per value.
+        seed : int
+            Seed of the shared initial noise.
+        batch_size : int
+            Number of values passed through the networks together.
+        **covariate_values
+            The other covariates (defaults otherwise). See :meth:`sample` for the other parameters.
+
+        Returns
+        -------
+        SampleResult
+            One item per value, in order.
+
+        Examples
+        --------
+        >>> model.traverse("age", [50, 60, 70, 80], seed=3)  # doctest: +SKIP
+        """
+        spec = self.config.covariate(covariate)
+        if covariate in covariate_values:
+            raise InvalidParameterError(f"{covariate} is swept by values; do not also give it as a fixed covariate")
+        if isinstance(values, str) or len(values) < 1:
+            raise InvalidParameterError(f"values must be a non-empty sequence of {spec.name} values (got {values!r})")
+        resolved = [self._resolve({**covariate_values, covariate: v}, extrapolate) for v in values]
+        plan = _SamplingPlan.check(self, steps, scheduler, eta, device, batch_size=batch_size)
+        seed = check_seed(seed)
+        x_T = draw_noise(seed, self.config.latent_shape).expand(len(values), *self.config.latent_shape)  # noqa: N806
+        noise_info = [{"kind": "seed", "seed": seed} for _ in values]
+        return self._run(plan, x_T, resolved, [seed] * len(values), noise_info, [seed] * len(values), callback)
+
+    def interpolate(
+        self,
+        seed_a: int,
+        seed_b: int,
+        frames: int,
+        *,
+        covariates_a: Mapping[str, Any] | None = None,
+        covariates_b: Mapping[str, Any] | None = None,
+        steps: int | None = None,
+        scheduler: str | None = None,
+        eta: float = 0.0,
+        batch_size: int = 1,
+        device: str | torch.device = "auto",
+        extrapolate: bool = False,
+        callback: ProgressCallback | None = None,
+    ) -> SampleResult:
+        """Interpolate between two seeds' initial noise (spherically), and optionally two covariate sets.
+
+        Parameters
+        ----------
+        seed_a, seed_b : int
+            Seeds of the two end points.
+        frames : int
+            Number of brains, at least 2; the first is ``seed_a``'s and the last ``seed_b``'s.
+        covariates_a, covariates_b : mapping, optional
+            Covariates at each end, interpolated linearly in normalised units (categorical ones are
+            taken from ``a`` for the first half and ``b`` for the second). ``covariates_b`` defaults
+            to ``covariates_a``.
+        batch_size : int
+            Number of frames passed through the networks together.
+            See :meth:`sample` for the other parameters.
+
+        Returns
+        -------
+        SampleResult
+            One item per frame.
+        """
+        seed_a, seed_b = check_seed(seed_a, "seed_a"), check_seed(seed_b, "seed_b")
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
+            raise InvalidParameterError(f"frames must be an integer of at least 2 (got {frames!r})")
+        end_a = self._resolve(dict(covariates_a or {}), extrapolate)
+        end_b = self._resolve(dict(covariates_b if covariates_b is not None else covariates_a or {}), extrapolate)
+        plan = _SamplingPlan.check(self, steps, scheduler, eta, device, batch_size=batch_size)
+        noise_a, noise_b = draw_noise(seed_a, self.config.latent_shape), draw_noise(seed_b, self.config.latent_shape)
+        positions = np.linspace(0.0, 1.0, frames)
+        x_T = torch.stack([slerp(noise_a, noise_b, float(t)) for t in positions])  # noqa: N806
+        resolved = [self._blend(end_a, end_b, float(t)) for t in positions]
+        noise_info = [{"kind": "slerp", "seed_a": seed_a, "seed_b": seed_b, "t": float(t)} for t in positions]
+        step_seeds = [seed_a if t < 0.5 else seed_b for t in positions]
+        return self._run(plan, x_T, resolved, [None] * frames, noise_info, step_seeds, callback)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Decode latents ``x_0`` (already on the model's device) into volumes.
+
+        Parameters
+        ----------
+        latents : torch.Tensor
+            Shape (B, C, X', Y', Z'), as produced by the denoising loop (scaled by ``scale_factor``).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, shape (B, X, Y, Z).
+        """
+        volumes = []
+        for latent in latents:
+            image = self.autoencoder.decode(latent[None] / self.config.scale_factor)
+            volumes.append(image[0, 0].float().cpu().numpy())
+        return np.stack(volumes).astype(np.float32, copy=False)
+
+    # ------------------------------------------------------------------------------------ internals
+
+    def _resolve(self, values: Mapping[str, Any], extrapolate: bool) -> ResolvedCovariates:
+        return resolve_covariates(self.config.covariates, values, extrapolate=extrapolate)
+
+    def _blend(self, a: ResolvedCovariates, b: ResolvedCovariates, t: float) -> ResolvedCovariates:
+        real: dict[str, Any] = {}
+        normalised = []
+        for spec, (name, va), vb, na, nb in zip(
+            self.config.covariates, a.real.items(), b.real.values(), a.normalised, b.normalised, strict=True
+        ):
+            if spec.categorical:
+                real[name], value = (va, na) if t < 0.5 else (vb, nb)
+            else:
+                value = (1.0 - t) * na + t * nb
+                real[name] = spec.denormalise(value)
+            normalised.append(value)
+        extrapolated = tuple(dict.fromkeys((*a.extrapolated, *b.extrapolated)))
+        return ResolvedCovariates(real=real, normalised=tuple(normalised), extrapolated=extrapolated)
+
+    def _check_noise(self, noise: torch.Tensor) -> torch.Tensor:
+        if not isinstance(noise, torch.Tensor):
+            raise InvalidParameterError(f"noise must be a torch.Tensor (got {type(noise).__name__})")
+        shape = tuple(self.config.latent_shape)
+        batch = noise[None] if tuple(noise.shape) == shape else noise
+        if tuple(batch.shape[1:]) != shape or batch.ndim != 5 or batch.shape[0] < 1:
+            raise InvalidParameterError(
+                f"noise must have shape {shape} or (B, {', '.join(map(str, shape))}) (got {tuple(noise.shape)})"
+            )
+        if not torch.isfinite(batch).all():
+            raise InvalidParameterError("noise must be finite (it holds NaN or infinite values)")
+        return batch.detach().to("cpu", torch.float32)
+
+    def _run(
+        self,
+        plan: _SamplingPlan,
+        x_T: torch.Tensor,  # noqa: N803
+        resolved: Sequence[ResolvedCovariates],
+        seeds: Sequence[int | None],
+        noise_info: Sequence[dict[str, Any]],
+        step_seeds: Sequence[int],
+        callback: ProgressCallback | None,
+    ) -> SampleResult:
+        started = time.perf_counter()
+        self.to(plan.device)
+        chunk = plan.batch_size or x_T.shape[0]
+        latents, volumes = [], []
+        for start in range(0, x_T.shape[0], chunk):
+            stop = min(start + chunk, x_T.shape[0])
+            latent = self._denoise_chunk(plan, x_T[start:stop], resolved[start:stop], step_seeds[start:stop],
+                                         _offset_callback(callback, start // chunk, -(-x_T.shape[0] // chunk)))
+            latents.append(latent.float().cpu().numpy())
+            volumes.append(self.decode(latent))
+        return SampleResult(
+            volumes=np.concatenate(volumes),
+            affine=self.config.affine_array,
+            covariates=tuple(dict(r.real) for r in resolved),
+            covariates_normalised=tuple(r.normalised_by_name for r in resolved),
+            seeds=tuple(seeds),
+            noise=tuple(noise_info),
+            extrapolated=tuple(r.extrapolated for r in resolved),
+            settings=plan.settings(x_T.shape[0]),
+            provenance=self._provenance(plan.device, time.perf_counter() - started),
+            latents=np.concatenate(latents),
+        )
+
+    def _denoise_chunk(
+        self,
+        plan: _SamplingPlan,
+        x_T: torch.Tensor,  # noqa: N803
+        resolved: Sequence[ResolvedCovariates],
+        step_seeds: Sequence[int],
+        callback: ProgressCallback | None,
+    ) -> torch.Tensor:
+        covariates = torch.tensor([r.normalised for r in resolved], dtype=torch.float32, device=plan.device)
+        generators = None
+        if plan.stochastic:
+            generators = [
+torch.Generator(device="cpu").manual_seed(s) for s in step_seeds
+            ]
+            for generator in generators:  # advance past the draw of x_T, as if one stream served both
+                torch.randn(tuple(self.config.latent_shape), generator=generator)
+        return denoise(
+            self.unet,
+            make_scheduler(plan.scheduler, self.config.noise_schedule, plan.steps),
+            x_T.to(plan.device),
+            covariates,
+            conditioning=self.config.conditioning,
+            prediction_type=self.config.noise_schedule.prediction_type,
+            eta=plan.eta,
+            generators=generators,
+            callback=callback,
+        )
+
+    def _provenance(self, device: torch.device, elapsed: float) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "model_source": self.source,
+            "weights": self.weight_hashes,
+            "brainsynth_version": __version__,
+            "torch_version": torch.__version__,
+            "monai_version": monai.__version__,
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+            "time_taken_s": round(elapsed, 3),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+
+class _SamplingPlan:
+    """Validated sampling settings (every check happens here, before any compute)."""
+
+    def __init__(self, steps: int, scheduler: str, eta: float, device: torch.device, batch_size: int | None):
+        self.steps, self.scheduler, self.eta, self.device, self.batch_size = steps, scheduler, eta, device, batch_size
+        self.stochastic = scheduler in STOCHASTIC_SCHEDULERS or eta > 0
+
+    @classmethod
+    def check(
+        cls,
+        model: LatentDiffusionModel,
+        steps: int | None,
+        scheduler: str | None,
+        eta: float,
+        device: str | torch.device,
+        *,
+        batch_size: int | None = None,
+    ) -> _SamplingPlan:
+        steps = model.config.default_steps if steps is None else steps
+        name = check_scheduler_settings(
+            scheduler or model.config.default_scheduler, steps, eta, model.config.noise_schedule
+        )
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
+            raise InvalidParameterError(f"batch_size must be a positive integer (got {batch_size!r})")
+        return cls(steps, name, float(eta), resolve_device(device), batch_size)
+
+    def settings(self, count: int) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "scheduler": self.scheduler,
+            "eta": self.eta,
+            "device": str(self.device),
+            "batch_size": self.batch_size or count,
+        }
+
+
+def _offset_callback(callback: ProgressCallback | None, chunk: int, chunks: int) -> ProgressCallback | None:
+    """Number the steps of chunk ``chunk`` of ``chunks`` as part of one run."""
+    if callback is None or chunks == 1:
+        return callback
+
+    def numbered(progress: StepProgress) -> None:
+        callback(
+            StepProgress(
+                step=chunk * progress.total + progress.step,
+                total=chunks * progress.total,
+                timestep=progress.timestep,
+                latent=progress.latent,
+                predicted_clean=progress.predicted_clean,
+            )
+        )
+
+    return numbered

@@ -1,0 +1,152 @@
+"""The brainsynth model directory: ``model.json`` + safetensors weights + ``README.md`` model card.
+
+``model.json`` holds the :class:`~brainsynth.config.ModelConfig` and, for each network, its weight
+file and that file's SHA-256, which is checked on every load.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+
+from brainsynth.config import ModelConfig
+from brainsynth.errors import ModelLoadError, OutputExistsError
+from brainsynth.model import LatentDiffusionModel
+from brainsynth.networks import build_autoencoder, build_unet, load_weights
+from brainsynth.weights import hash_file, read_state_dict, verify_hash
+
+MANIFEST = "model.json"
+FORMAT = "brainsynth.model"
+FORMAT_VERSION = 1
+NETWORKS = ("autoencoder", "unet")
+
+
+def is_model_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a brainsynth model directory."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """Read and check ``model.json`` of a model directory.
+
+    Raises
+    ------
+    ModelLoadError
+        If it is not valid JSON or not a brainsynth model manifest.
+    """
+    path = Path(directory) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path} is not a readable JSON model manifest: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelLoadError(f"{path} is not a brainsynth model manifest (format must be {FORMAT!r})")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelLoadError(
+            f"{path} has format version {manifest['format_version']}; this brainsynth reads up to "
+            f"{FORMAT_VERSION}: upgrade brainsynth"
+        )
+    return manifest
+
+
+def load_model_dir(directory: str | Path) -> LatentDiffusionModel:
+    """Load a brainsynth model directory, checking each weight file's SHA-256 first.
+
+    Raises
+    ------
+    ModelLoadError
+        For a malformed manifest, inconsistent configuration, wrong checksum or unfit weights.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    config = ModelConfig.from_dict(manifest.get("config", {}))
+    weights = manifest.get("weights", {})
+    hashes: dict[str, dict[str, str]] = {}
+    networks = {"autoencoder": build_autoencoder(config.autoencoder), "unet": build_unet(config.unet)}
+    for name, network in networks.items():
+        entry = weights.get(name)
+        if not isinstance(entry, dict) or "file" not in entry or "sha256" not in entry:
+            raise ModelLoadError(f"{directory / MANIFEST} does not name the {name} weight file and its sha256")
+        path = directory / entry["file"]
+        hashes[name] = {"file": entry["file"], "sha256": verify_hash(path, entry["sha256"], "sha256")}
+        load_weights(network, read_state_dict(path), what=name)
+    return LatentDiffusionModel(
+        config, networks["autoencoder"], networks["unet"], source=str(directory.resolve()), weight_hashes=hashes
+    )
+
+
+def default_model_card(model: LatentDiffusionModel) -> str:
+    """A minimal model card: what the model is, its covariates and where it came from."""
+    config = model.config
+    rows = "\n".join(
+        f"| {c.name} | {c.label} | {c.describe_range()} | {c.default} |" for c in config.covariates
+    )
+    return (
+        f"# {config.name}\n\n{config.description}\n\n"
+        f"- Image grid: {' x '.join(map(str, config.image_shape))} voxels of "
+        f"{' x '.join(f'{v:g}' for v in config.voxel_size)} mm\n"
+        f"- Latent: {' x '.join(map(str, config.latent_shape))}, scale factor {config.scale_factor:g}\n"
+        f"- Conditioning: {config.conditioning}\n"
+        f"- Converted from: {model.source or 'trained with brainsynth'}\n\n"
+        f"| covariate | meaning | training range | default |\n|---|---|---|---|\n{rows}\n"
+    )
+
+
+def save_model_dir(
+    model: LatentDiffusionModel,
+    directory: str | Path,
+    *,
+    card: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a model as a brainsynth model directory.
+
+    The directory is assembled beside its target and renamed into place, so a reader never sees a
+    half-written model.
+
+    Parameters
+    ----------
+    model : LatentDiffusionModel
+        The model to save.
+    directory : str or Path
+        Target directory; its parent must exist.
+    card : str, optional
+        Markdown model card (default: :func:`default_model_card`).
+    overwrite : bool
+        Replace an existing directory.
+
+    Returns
+    -------
+    Path
+        The model directory.
+    """
+    directory = Path(directory).expanduser()
+    if directory.exists() and not overwrite:
+        raise OutputExistsError(f"{directory} exists; pass overwrite=True (--overwrite) to replace it")
+    if not directory.parent.is_dir():
+        raise ModelLoadError(f"folder {directory.parent} does not exist; create it first")
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        weights = {}
+        for name in NETWORKS:
+            network = getattr(model, name)
+            file = f"{name}.safetensors"
+            tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+            save_file(tensors, str(staging / file), metadata={"format": "pt", "network": name})
+            weights[name] = {"file": file, "sha256": hash_file(staging / file)}
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
+                    "weights": weights}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        (staging / "README.md").write_text(card if card is not None else default_model_card(model))
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory

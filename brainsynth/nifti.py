@@ -1,0 +1,173 @@
+"""NIfTI files with JSON sidecars, written atomically and never silently overwritten."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from brainsynth.errors import InvalidParameterError, OutputExistsError
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+OUTPUT_DTYPES = ("float32", "uint8")
+
+
+def is_nifti_path(path: str | Path) -> bool:
+    """Whether ``path`` ends in ``.nii`` or ``.nii.gz``."""
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """Return the JSON sidecar of a NIfTI path (``brain.nii.gz`` -> ``brain.json``, as in BIDS)."""
+    path = Path(path)
+    name = path.name
+    for suffix in NIFTI_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return path.with_name(name[: -len(suffix)] + ".json")
+    return path.with_name(name + ".json")
+
+
+def check_output_path(path: str | Path, *, overwrite: bool = False, name: str = "output") -> Path:
+    """Check that a NIfTI output (and its sidecar) can be written, before any compute.
+
+    Raises
+    ------
+    InvalidParameterError
+        If the suffix is not ``.nii`` or ``.nii.gz`` or the folder does not exist.
+    OutputExistsError
+        If the file or its sidecar exists and ``overwrite`` is False.
+    """
+    path = Path(path).expanduser()
+    if not is_nifti_path(path):
+        raise InvalidParameterError(f"{name} must end in .nii or .nii.gz (got {str(path)!r})")
+    if not path.parent.is_dir():
+        raise InvalidParameterError(f"{name} folder {str(path.parent)!r} does not exist; create it first")
+    if not overwrite:
+        for target in (path, sidecar_path(path)):
+            if target.exists():
+                raise OutputExistsError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, data: Mapping[str, Any]) -> None:
+    """Write a JSON document atomically."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n").encode())
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray | tuple):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def to_dtype(volume: np.ndarray, dtype: str) -> np.ndarray:
+    """Convert a [0, 1] intensity volume to the output data type.
+
+    ``float32`` keeps values as generated; ``uint8`` clips to [0, 1] and scales to 0-255.
+    """
+    if dtype not in OUTPUT_DTYPES:
+        raise InvalidParameterError(f"dtype must be one of {', '.join(OUTPUT_DTYPES)} (got {dtype!r})")
+    if dtype == "uint8":
+        return np.round(np.clip(volume, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.asarray(volume, dtype=np.float32)
+
+
+def nifti_bytes(volume: np.ndarray, affine: np.ndarray, *, gzipped: bool, description: str = "") -> bytes:
+    """Serialise a volume as NIfTI-1 bytes with ``affine`` as both sform and qform (mm units).
+
+    Gzip output has a zero timestamp, so identical volumes give identical files.
+    """
+    image = nib.Nifti1Image(volume, np.asarray(affine, dtype=np.float64))
+    image.header.set_xyzt_units("mm")
+    image.set_sform(image.affine, code=2)
+    image.set_qform(image.affine, code=2)
+    image.header["descrip"] = description.encode("ascii", "replace")[:79]
+    raw = image.to_bytes()
+    return gzip.compress(raw, compresslevel=6, mtime=0) if gzipped else raw
+
+
+def save_nifti(
+    volume: np.ndarray,
+    affine: np.ndarray,
+    path: str | Path,
+    *,
+    sidecar: Mapping[str, Any] | None = None,
+    dtype: str = "float32",
+    overwrite: bool = False,
+    description: str = "",
+) -> Path:
+    """Write a 3D or 4D volume as NIfTI, with an optional JSON sidecar, atomically.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        Shape (X, Y, Z) or (X, Y, Z, T), voxel order matching ``affine``.
+    affine : numpy.ndarray
+        (4, 4) voxel-to-world matrix, mm.
+    path : str or Path
+        Output ``.nii`` or ``.nii.gz`` file; its folder must exist.
+    sidecar : mapping, optional
+        Written as JSON beside the image (``brain.json`` for ``brain.nii.gz``).
+    dtype : {"float32", "uint8"}
+        Stored data type (see :func:`to_dtype`).
+    overwrite : bool
+        Replace existing files; otherwise an existing file is an error.
+    description : str
+        Short text for the NIfTI header's ``descrip`` field.
+
+    Returns
+    -------
+    Path
+        The image path.
+    """
+    path = check_output_path(path, overwrite=overwrite)
+    data = nifti_bytes(to_dtype(volume, dtype), affine, gzipped=str(path).lower().endswith(".gz"),
+                       description=description)
+    if sidecar is not None:
+        atomic_write_json(sidecar_path(path), sidecar)
+    atomic_write_bytes(path, data)
+    return path
+
+
+def load_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None]:
+    """Read a NIfTI file and its sidecar, if any.
+
+    Returns
+    -------
+    volume : numpy.ndarray
+        float32 data with scaling applied.
+    affine : numpy.ndarray
+        (4, 4) voxel-to-world matrix.
+    sidecar : dict or None
+        The JSON sidecar's content.
+    """
+    image = nib.load(str(path))
+    side = sidecar_path(path)
+    meta = json.loads(side.read_text()) if side.is_file() else None
+    return np.asarray(image.get_fdata(dtype=np.float32)), np.asarray(image.affine), meta

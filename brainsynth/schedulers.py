@@ -1,0 +1,100 @@
+"""Sampling schedulers (solvers of the reverse diffusion process), separate from the networks.
+
+Each scheduler is MONAI's, built on the model's training noise schedule. A scheduler's ``step``
+maps the U-Net output at timestep ``t`` and the current latent ``x_t`` to ``x_{t-1}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, PNDMScheduler, Scheduler
+
+from brainsynth.config import NoiseSchedule
+from brainsynth.errors import InvalidParameterError
+
+
+def _ddim(schedule: NoiseSchedule) -> Scheduler:
+    return DDIMScheduler(
+        num_train_timesteps=schedule.num_train_timesteps,
+        schedule=schedule.schedule,
+        beta_start=schedule.beta_start,
+        beta_end=schedule.beta_end,
+        clip_sample=False,
+        prediction_type=schedule.prediction_type,
+    )
+
+
+def _ddpm(schedule: NoiseSchedule) -> Scheduler:
+    return DDPMScheduler(
+        num_train_timesteps=schedule.num_train_timesteps,
+        schedule=schedule.schedule,
+        beta_start=schedule.beta_start,
+        beta_end=schedule.beta_end,
+        clip_sample=False,
+        prediction_type=schedule.prediction_type,
+    )
+
+
+def _pndm(schedule: NoiseSchedule) -> Scheduler:
+    return PNDMScheduler(
+        num_train_timesteps=schedule.num_train_timesteps,
+        schedule=schedule.schedule,
+        beta_start=schedule.beta_start,
+        beta_end=schedule.beta_end,
+        skip_prk_steps=True,
+        prediction_type=schedule.prediction_type,
+    )
+
+
+#: Scheduler names and what they do, for help texts.
+SCHEDULERS: dict[str, tuple[Callable[[NoiseSchedule], Scheduler], str]] = {
+    "ddim": (_ddim, "DDIM (Song et al. 2021); deterministic at eta=0, the published model's sampler"),
+    "ddpm": (_ddpm, "DDPM ancestral sampling (Ho et al. 2020); stochastic, best with many steps"),
+    "pndm": (_pndm, "PNDM pseudo-numerical (Liu et al. 2022), PLMS steps; deterministic"),
+}
+
+#: Schedulers whose steps draw fresh noise (for any eta).
+STOCHASTIC_SCHEDULERS = frozenset({"ddpm"})
+
+
+def check_scheduler_settings(name: str, steps: int, eta: float, schedule: NoiseSchedule) -> str:
+    """Validate scheduler name, step count and eta; return the normalised name.
+
+    Raises
+    ------
+    InvalidParameterError
+        Naming the parameter, what is allowed and what was received.
+    """
+    key = str(name).lower()
+    if key not in SCHEDULERS:
+        raise InvalidParameterError(f"scheduler must be one of {', '.join(SCHEDULERS)} (got {name!r})")
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise InvalidParameterError(f"steps must be an integer (got {steps!r})")
+    if not 1 <= steps <= schedule.num_train_timesteps:
+        raise InvalidParameterError(
+            f"steps must be between 1 and {schedule.num_train_timesteps} (got {steps})"
+        )
+    if isinstance(eta, bool) or not isinstance(eta, int | float) or not 0.0 <= eta <= 1.0:
+        raise InvalidParameterError(f"eta must be a number between 0 and 1 (got {eta!r})")
+    if eta and key != "ddim":
+        raise InvalidParameterError(f"eta applies to the ddim scheduler only (got eta={eta} with {key})")
+    return key
+
+
+def make_scheduler(name: str, schedule: NoiseSchedule, steps: int) -> Scheduler:
+    """Build a scheduler with its inference timesteps set.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`SCHEDULERS`.
+    schedule : NoiseSchedule
+        The model's training noise schedule.
+    steps : int
+        Number of inference steps, 1 to ``schedule.num_train_timesteps``.
+    """
+    key = check_scheduler_settings(name, steps, 0.0, schedule)
+    scheduler = SCHEDULERS[key][0](schedule)
+    scheduler.set_timesteps(num_inference_steps=steps)
+    return scheduler
