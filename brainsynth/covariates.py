@@ -143,8 +143,9 @@ def _resolve_number(spec: CovariateSpec, value: Any, extrapolate: bool) -> tuple
     if inside:
         return number, False
     if not extrapolate:
+        unit = f" {spec.unit}" if spec.unit else ""
         raise InvalidParameterError(
-            f"{spec.name} must be between {spec.describe_range()} (got {_fmt(number)}); "
+            f"{spec.name} must be between {_fmt(lo)} and {_fmt(hi)}{unit} (got {_fmt(number)}); "
             "pass extrapolate=True (--extrapolate) to go beyond the training range"
         )
     lo_x, hi_x = sorted(spec.denormalise(b) for b in EXTRAPOLATION_BOUNDS)
@@ -170,7 +171,7 @@ def resolve_covariates(
     specs : sequence of CovariateSpec
         The model's covariates, in conditioning order.
     values : mapping
-        Values by covariate name. Missing covariates take their default; a covariate without a
+        Values by covariate name. Missing covariates (or None) take their default; a covariate without a
         default is required. Categorical covariates accept a category name or its index.
     extrapolate : bool
         Allow numeric values beyond the training range, up to the normalised bounds
@@ -201,7 +202,9 @@ def resolve_covariates(
     normalised: list[float] = []
     extrapolated: list[str] = []
     for spec in specs:
-        value = values.get(spec.name, spec.default)
+        value = values.get(spec.name)
+        if value is None:  # not given: the default
+            value = spec.default
         if value is None:
             raise InvalidParameterError(
                 f"covariate {spec.name} is required ({spec.describe_range()}) but was not given"

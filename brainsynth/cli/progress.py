@@ -13,19 +13,27 @@ from brainsynth.sampling import ProgressCallback, StepProgress
 
 @contextmanager
 def progress_bar(description: str, quiet: bool = False) -> Iterator[ProgressCallback | None]:
-    """Yield a step callback that advances a progress bar on stderr (or ``None`` when quiet)."""
+    """Yield a step callback that draws a progress bar on stderr (or ``None`` when quiet).
+
+    The bar appears at the first step, so errors found before sampling starts stay on one line.
+    """
     if quiet:
         yield None
         return
-    bar = tqdm(desc=description, unit="step", file=sys.stderr, dynamic_ncols=True)
+    bars: list[tqdm] = []
+
+    def update(progress: StepProgress) -> None:
+        if not bars:
+            bars.append(tqdm(desc=description, total=progress.total, unit="step", file=sys.stderr,
+                             dynamic_ncols=True))
+        bar = bars[0]
+        if bar.total != progress.total:
+            bar.reset(total=progress.total)
+        bar.n = progress.step
+        bar.refresh()
+
     try:
-
-        def update(progress: StepProgress) -> None:
-            if bar.total != progress.total:
-                bar.reset(total=progress.total)
-            bar.n = progress.step
-            bar.refresh()
-
         yield update
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()

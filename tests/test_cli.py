@@ -1,0 +1,141 @@
+"""The ``brainsynth`` command, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import brainsynth
+from brainsynth.noise import draw_noise
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    process = subprocess.run(
+        [sys.executable, "-m", "brainsynth", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+    if check and process.returncode != 0:
+        raise AssertionError(f"exit {process.returncode}\n{process.stdout}\n{process.stderr}")
+    return process
+
+
+def test_sample_writes_nifti_and_sidecar(model_dir, tmp_path):
+    out = tmp_path / "brain.nii.gz"
+    process = run_cli("sample", "--model", model_dir, "--sex", "male", "--age", "70", "--ventricular-volume", "50",
+                      "--brain-volume", "1500", "--seed", "4", "--steps", "3", "--output", out)
+    assert "wrote" in process.stdout
+    assert "seed 4" in process.stdout
+    sidecar = json.loads((tmp_path / "brain.json").read_text())
+    assert sidecar["covariates"] == {"sex": "male", "age": 70.0, "ventricular_volume": 50.0, "brain_volume": 1500.0}
+    assert sidecar["seed"] == 4
+    expected = brainsynth.load_model(model_dir).sample(sex="male", age=70, ventricular_volume=50, brain_volume=1500,
+                                                        seed=4, steps=3)
+    np.testing.assert_array_equal(np.asarray(nib.load(out).dataobj), expected.volume)
+
+
+def test_bundle_samples_from_the_cli_like_the_api(bundle_dir, tmp_path):
+    out = tmp_path / "bundle.nii.gz"
+    run_cli("sample", "--model", bundle_dir, "--sex", "1", "--age", "60", "--seed", "2", "--scheduler", "ddim",
+            "--device", "cpu", "--quiet", "--output", out)
+    model = brainsynth.load_model(bundle_dir)
+    expected = model.sample(noise=draw_noise(2, (3, 8, 8, 8)), sex="male", age=60)
+    np.testing.assert_array_equal(np.asarray(nib.load(out).dataobj), expected.volume)
+    assert json.loads((tmp_path / "bundle.json").read_text())["steps"] == 50
+
+
+def test_same_seed_twice_gives_identical_data(model_dir, tmp_path):
+    for name in ("a", "b", "c"):
+        seed = "9" if name != "c" else "10"
+        run_cli("sample", "--model", model_dir, "--seed", seed, "--steps", "2", "-q",
+                "--output", tmp_path / f"{name}.nii")
+    a, b, c = (np.asarray(nib.load(tmp_path / f"{n}.nii").dataobj) for n in "abc")
+    assert a.tobytes() == b.tobytes()
+    assert not np.array_equal(a, c)
+
+
+def test_traverse_to_a_4d_file_and_to_a_folder(model_dir, tmp_path):
+    run_cli("traverse", "--model", model_dir, "--covariate", "age", "--values", "50,60,70", "--seed", "1",
+            "--steps", "2", "-q", "--output", tmp_path / "sweep.nii.gz")
+    assert nib.load(tmp_path / "sweep.nii.gz").shape == (16, 16, 16, 3)
+    frames = json.loads((tmp_path / "sweep.json").read_text())["frames"]
+    assert [f["covariates"]["age"] for f in frames] == [50.0, 60.0, 70.0]
+    run_cli("traverse", "--model", model_dir, "--covariate", "ventricular_volume", "--start", "10", "--stop", "150",
+            "--frames", "2", "--steps", "2", "-q", "--output", tmp_path / "frames")
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [
+        "brain_000.json", "brain_000.nii.gz", "brain_001.json", "brain_001.nii.gz"
+    ]
+
+
+def test_interpolate_between_seeds_and_covariates(model_dir, tmp_path):
+    run_cli("interpolate", "--model", model_dir, "--seed-a", "1", "--seed-b", "2", "--frames", "3", "--age", "50",
+            "--age-b", "80", "--steps", "2", "-q", "--output", tmp_path / "morph.nii.gz")
+    sidecar = json.loads((tmp_path / "morph.json").read_text())
+    assert [round(f["covariates"]["age"]) for f in sidecar["frames"]] == [50, 65, 80]
+    assert [f["noise"]["t"] for f in sidecar["frames"]] == [0.0, 0.5, 1.0]
+
+
+def test_info_lists_models_devices_and_covariates(model_dir):
+    listing = run_cli("info").stdout
+    assert "demo" in listing
+    assert "ukb" in listing
+    assert "devices: " in listing
+    assert "cpu" in listing
+    detail = run_cli("info", "--model", model_dir).stdout
+    assert "ventricular_volume" in detail
+    assert "6.99568 to 171.375 ml" in detail
+
+
+def test_help_shows_examples():
+    assert "examples:" in run_cli("sample", "--help").stdout
+    assert "--covariate NAME" in run_cli("traverse", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--age", "130"], "age must be between 44 and 82 years (got 130); pass extrapolate=True"),
+        (["--age", "nan"], "age must be a finite number"),
+        (["--sex", "unknown"], "sex must be one of 'female' (0), 'male' (1)"),
+        (["--set", "height=3"], "unknown covariate 'height'"),
+        (["--set", "oops"], "--set must look like NAME=VALUE"),
+        (["--steps", "0"], "--steps must be at least 1 (got 0)"),
+        (["--seed", "-3"], "--seed must be between 0 and 2**63-1 (got -3)"),
+        (["--device", "cuda"], "device 'cuda' was requested but no CUDA GPU exists here"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(model_dir, tmp_path, extra, message):
+    process = run_cli("sample", "--model", model_dir, *extra, "--output", tmp_path / "x.nii.gz", check=False)
+    assert process.returncode == 1
+    assert message in process.stderr
+    assert "Traceback" not in process.stderr
+    assert len(process.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_extrapolation_from_the_cli_is_recorded(model_dir, tmp_path):
+    run_cli("sample", "--model", model_dir, "--age", "95", "--extrapolate", "--steps", "2", "-q",
+            "--output", tmp_path / "old.nii.gz")
+    assert json.loads((tmp_path / "old.json").read_text())["extrapolated"] == ["age"]
+
+
+def test_output_errors(model_dir, tmp_path):
+    existing = tmp_path / "exists.nii.gz"
+    existing.write_bytes(b"keep")
+    process = run_cli("sample", "--model", model_dir, "--output", existing, check=False)
+    assert process.returncode == 1
+    assert "exists; pass overwrite=True (--overwrite)" in process.stderr
+    assert existing.read_bytes() == b"keep"
+    process = run_cli("sample", "--model", model_dir, "--output", tmp_path / "no" / "x.nii.gz", check=False)
+    assert process.returncode == 1
+    assert "does not exist; create it first" in process.stderr
+    process = run_cli("sample", "--model", tmp_path / "nowhere", "--output", tmp_path / "y.nii.gz", check=False)
+    assert process.returncode == 1
+    assert "model must be one of demo, ukb" in process.stderr
+    process = run_cli("sample", "--model", model_dir, "--scheduler", "euler", "--output", tmp_path / "z.nii",
+                      check=False)
+    assert process.returncode == 2
+    assert "invalid choice: 'euler'" in process.stderr

@@ -1,0 +1,86 @@
+"""brainsynth model folders: round trip, checksums, and configurations that do not add up."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import brainsynth
+from brainsynth.config import ModelConfig
+from tests.tiny import tiny_config
+
+
+def test_round_trip_gives_the_same_brains(model, model_dir):
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "README.md", "autoencoder.safetensors", "model.json", "unet.safetensors"
+    ]
+    loaded = brainsynth.load_model(model_dir)
+    assert loaded.config == model.config
+    assert len(loaded.weight_hashes["unet"]["sha256"]) == 64
+    np.testing.assert_array_equal(loaded.sample(seed=3, steps=3).volume, model.sample(seed=3, steps=3).volume)
+    assert "| age | Age | 44 to 82 years | 64.0 |" in (model_dir / "README.md").read_text()
+
+
+def test_changed_weight_file_is_reported_by_checksum(model_dir):
+    path = model_dir / "unet.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(brainsynth.ChecksumError, match=r"unet.safetensors is damaged .* sha256 is [0-9a-f]{64}"):
+        brainsynth.load_model(model_dir)
+
+
+def test_truncated_safetensors_is_reported(model_dir):
+    path = model_dir / "autoencoder.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    manifest = json.loads((model_dir / "model.json").read_text())
+    from brainsynth.weights import hash_file
+
+    manifest["weights"]["autoencoder"]["sha256"] = hash_file(path)
+    (model_dir / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(brainsynth.ModelLoadError, match=r"not a readable safetensors file"):
+        brainsynth.load_model(model_dir)
+
+
+def test_saving_never_replaces_an_existing_model(model, model_dir):
+    with pytest.raises(brainsynth.OutputExistsError, match=r"tiny-model exists"):
+        brainsynth.save_model_dir(model, model_dir)
+
+
+def test_inconsistent_configuration_names_the_fields():
+    with pytest.raises(brainsynth.ModelLoadError, match=r"unet in_channels is 5 but concat\+crossattn conditioning"):
+        tiny_config(unet={**tiny_config().unet, "in_channels": 5})
+    with pytest.raises(brainsynth.ModelLoadError, match=r"cross_attention_dim is 3 but there are 4 covariates"):
+        tiny_config(unet={**tiny_config().unet, "cross_attention_dim": 3})
+
+
+def test_config_json_round_trip():
+    config = tiny_config()
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(brainsynth.ModelLoadError, match=r"incomplete or malformed"):
+        ModelConfig.from_dict({"name": "x"})
+
+
+def test_unknown_model_name_or_path(tmp_path):
+    with pytest.raises(brainsynth.ModelNotFoundError, match=r"model must be one of demo, ukb or the path .*nonsense"):
+        brainsynth.load_model("nonsense")
+    with pytest.raises(brainsynth.ModelNotFoundError, match=r"neither a brainsynth model folder"):
+        brainsynth.load_model(tmp_path)
+
+
+def test_ukb_not_downloaded_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINSYNTH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(brainsynth.ModelNotFoundError, match=r"run 'brainsynth download ukb'"):
+        brainsynth.load_model("ukb")
+
+
+def test_ukb_is_found_in_the_cache(tmp_path, monkeypatch, old_networks):
+    from tests.conftest import write_bundle
+
+    monkeypatch.setenv("BRAINSYNTH_HOME", str(tmp_path / "home"))
+    write_bundle(tmp_path / "home" / "bundles" / "brain_image_synthesis_latent_diffusion_model", *old_networks)
+    model = brainsynth.load_model("ukb")
+    assert model.name == "ukb"
