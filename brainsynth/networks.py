@@ -17,6 +17,13 @@ from brainsynth.errors import ModelLoadError
 from brainsynth.weights import StateDict
 
 
+def _build(network_class: type[torch.nn.Module], settings: dict[str, Any], what: str) -> torch.nn.Module:
+    try:
+        return network_class(**settings)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{what} settings are not valid for MONAI {network_class.__name__}: {exc}") from exc
+
+
 def build_autoencoder(settings: dict[str, Any]) -> AutoencoderKL:
     """Build an :class:`~monai.networks.nets.AutoencoderKL` from its keyword arguments.
 
@@ -25,10 +32,7 @@ def build_autoencoder(settings: dict[str, Any]) -> AutoencoderKL:
     ModelLoadError
         If MONAI rejects the settings.
     """
-    try:
-        return AutoencoderKL(**settings)
-    except (TypeError, ValueError) as exc:
-        raise ModelLoadError(f"autoencoder settings are not valid for MONAI AutoencoderKL: {exc}") from exc
+    return _build(AutoencoderKL, settings, "autoencoder")
 
 
 def build_unet(settings: dict[str, Any]) -> DiffusionModelUNet:
@@ -39,10 +43,7 @@ def build_unet(settings: dict[str, Any]) -> DiffusionModelUNet:
     ModelLoadError
         If MONAI rejects the settings.
     """
-    try:
-        return DiffusionModelUNet(**settings)
-    except (TypeError, ValueError) as exc:
-        raise ModelLoadError(f"U-Net settings are not valid for MONAI DiffusionModelUNet: {exc}") from exc
+    return _build(DiffusionModelUNet, settings, "U-Net")
 
 
 def is_old_format(network: torch.nn.Module, state_dict: StateDict) -> bool:

@@ -14,37 +14,26 @@ from brainsynth.config import NoiseSchedule
 from brainsynth.errors import InvalidParameterError
 
 
+def _schedule_settings(schedule: NoiseSchedule) -> dict[str, object]:
+    return {
+        "num_train_timesteps": schedule.num_train_timesteps,
+        "schedule": schedule.schedule,
+        "beta_start": schedule.beta_start,
+        "beta_end": schedule.beta_end,
+        "prediction_type": schedule.prediction_type,
+    }
+
+
 def _ddim(schedule: NoiseSchedule) -> Scheduler:
-    return DDIMScheduler(
-        num_train_timesteps=schedule.num_train_timesteps,
-        schedule=schedule.schedule,
-        beta_start=schedule.beta_start,
-        beta_end=schedule.beta_end,
-        clip_sample=False,
-        prediction_type=schedule.prediction_type,
-    )
+    return DDIMScheduler(clip_sample=False, **_schedule_settings(schedule))
 
 
 def _ddpm(schedule: NoiseSchedule) -> Scheduler:
-    return DDPMScheduler(
-        num_train_timesteps=schedule.num_train_timesteps,
-        schedule=schedule.schedule,
-        beta_start=schedule.beta_start,
-        beta_end=schedule.beta_end,
-        clip_sample=False,
-        prediction_type=schedule.prediction_type,
-    )
+    return DDPMScheduler(clip_sample=False, **_schedule_settings(schedule))
 
 
 def _pndm(schedule: NoiseSchedule) -> Scheduler:
-    return PNDMScheduler(
-        num_train_timesteps=schedule.num_train_timesteps,
-        schedule=schedule.schedule,
-        beta_start=schedule.beta_start,
-        beta_end=schedule.beta_end,
-        skip_prk_steps=True,
-        prediction_type=schedule.prediction_type,
-    )
+    return PNDMScheduler(skip_prk_steps=True, **_schedule_settings(schedule))
 
 
 #: Scheduler names and what they do, for help texts.
