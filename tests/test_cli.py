@@ -139,3 +139,21 @@ def test_output_errors(model_dir, tmp_path):
                       check=False)
     assert process.returncode == 2
     assert "invalid choice: 'euler'" in process.stderr
+
+
+def test_download_failure_is_one_line(monkeypatch, tmp_path, capsys):
+    """No network here: MONAI's downloader fails, and the command says why in one line."""
+    import monai.bundle
+
+    from brainsynth.cli import main
+
+    def refuse(**kwargs):
+        raise ConnectionError(f"cannot reach the model zoo for {kwargs['name']}")
+
+    monkeypatch.setattr(monai.bundle, "download", refuse)
+    assert main(["download", "ukb", "--dir", str(tmp_path)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        "brainsynth download: error: downloading brain_image_synthesis_latent_diffusion_model failed: "
+        "ConnectionError: cannot reach the model zoo for brain_image_synthesis_latent_diffusion_model"
+    )
