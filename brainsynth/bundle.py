@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from brainsynth.config import NoiseSchedule
+from brainsynth.config import ModelConfig, NoiseSchedule
 from brainsynth.covariates import generic_covariates
 from brainsynth.errors import ModelLoadError, ModelNotFoundError
 from brainsynth.model import LatentDiffusionModel
@@ -124,24 +124,42 @@ def read_bundle_config(directory: str | Path, *, name: str = "bundle"):
     if latent_shape is None:
         raise ModelLoadError(f"{path} gives no latent shape (neither a 'noise' randn shape nor 'latent_shape')")
     n_cov = int(unet.get("cross_attention_dim") or unet.get("in_channels", 0) - latent_shape[0])
-    covariates = UKB_COVARIATES if n_cov == len(UKB_COVARIATES) else generic_covariates(n_cov)
     factor = 2 ** (len(autoencoder.get("channels", [])) - 1)
     image_shape = tuple(s * factor for s in latent_shape[1:])
-    affine = UKB_AFFINE if image_shape == (160, 224, 160) else _centred_affine(image_shape)
+    fields: dict[str, Any] = {
+        "description": f"MONAI bundle loaded from {directory}",
+        "covariates": UKB_COVARIATES if n_cov == len(UKB_COVARIATES) else generic_covariates(n_cov),
+        "affine": UKB_AFFINE if image_shape == (160, 224, 160) else _centred_affine(image_shape),
+    }
+    scale = config.get("scale_factor")
+    if isinstance(scale, int | float) and not isinstance(scale, bool):
+        fields["scale_factor"] = float(scale)
+    fields.update(_exported_fields(directory))
     return ukb_config(
         name=name,
-        description=f"MONAI bundle loaded from {directory}",
         autoencoder=autoencoder,
         unet=unet,
         noise_schedule=schedule,
         latent_shape=latent_shape,
         image_shape=image_shape,
-        affine=affine,
-        covariates=covariates,
         conditioning="concat+crossattn" if unet.get("in_channels", 0) > latent_shape[0] else "crossattn",
         default_steps=_inference_steps(config),
         extra={"bundle_config": str(path)},
+        **fields,
     )
+
+
+def _exported_fields(directory: Path) -> dict[str, Any]:
+    """Covariates, grid and scale factor recorded by ``brainsynth export`` in ``configs/brainsynth.json``."""
+    path = directory / "configs" / "brainsynth.json"
+    if not path.is_file():
+        return {}
+    try:
+        exported = ModelConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, OSError) as exc:
+        raise ModelLoadError(f"{path} is not readable JSON: {exc}") from exc
+    return {"description": exported.description, "covariates": exported.covariates, "affine": exported.affine,
+            "scale_factor": exported.scale_factor, "default_scheduler": exported.default_scheduler}
 
 
 def _centred_affine(shape: tuple[int, ...]) -> tuple[tuple[float, ...], ...]:

@@ -18,6 +18,7 @@ from brainsynth.config import ModelConfig
 from brainsynth.errors import ModelLoadError, OutputExistsError
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.networks import build_autoencoder, build_unet, load_weights
+from brainsynth.nifti import atomic_write_json
 from brainsynth.weights import hash_file, read_state_dict, verify_hash
 
 MANIFEST = "model.json"
@@ -97,6 +98,22 @@ def default_model_card(model: LatentDiffusionModel) -> str:
     )
 
 
+def write_model_files(model: LatentDiffusionModel, directory: Path, *, card: str | None = None) -> Path:
+    """Write ``model.json``, the safetensors weights and the model card into an existing folder."""
+    weights = {}
+    for name in NETWORKS:
+        network = getattr(model, name)
+        file = f"{name}.safetensors"
+        tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+        save_file(tensors, str(directory / file), metadata={"format": "pt", "network": name})
+        weights[name] = {"file": file, "sha256": hash_file(directory / file)}
+    (directory / "README.md").write_text(card if card is not None else default_model_card(model))
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
+                "weights": weights}
+    atomic_write_json(directory / MANIFEST, manifest)  # last: a folder with model.json is complete
+    return directory
+
+
 def save_model_dir(
     model: LatentDiffusionModel,
     directory: str | Path,
@@ -132,17 +149,7 @@ def save_model_dir(
         raise ModelLoadError(f"folder {directory.parent} does not exist; create it first")
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        weights = {}
-        for name in NETWORKS:
-            network = getattr(model, name)
-            file = f"{name}.safetensors"
-            tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-            save_file(tensors, str(staging / file), metadata={"format": "pt", "network": name})
-            weights[name] = {"file": file, "sha256": hash_file(staging / file)}
-        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
-                    "weights": weights}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        (staging / "README.md").write_text(card if card is not None else default_model_card(model))
+        write_model_files(model, staging, card=card)
         if directory.exists():
             shutil.rmtree(directory)
         staging.rename(directory)

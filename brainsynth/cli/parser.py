@@ -35,6 +35,15 @@ EXAMPLES = {
   brainsynth info --model ukb""",
     "download": """examples:
   brainsynth download ukb""",
+    "cohort": """examples:
+  brainsynth cohort --n 16 --spacing 2 --seed 0 --output cohort --png cohort.png""",
+    "train": """examples:
+  brainsynth train autoencoder --data cohort --config demo --output runs/autoencoder
+  brainsynth train diffusion --data cohort --autoencoder runs/autoencoder --config demo --output runs/demo
+  brainsynth train diffusion ... --resume               # continue from the last checkpoint
+  torchrun --nproc_per_node=4 -m brainsynth train autoencoder ...   # several GPUs or processes""",
+    "export": """examples:
+  brainsynth export --model runs/demo --format monai-bundle --output demo_bundle""",
 }
 
 
@@ -86,6 +95,41 @@ def _subparser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     )
 
 
+def _add_training_commands(subparsers) -> None:
+    cohort = _subparser(subparsers, "cohort", "Generate a synthetic brain cohort from the MNI152 template.")
+    cohort.add_argument("--n", type=int, required=True, help="number of subjects")
+    cohort.add_argument("--spacing", type=float, default=2.0, metavar="MM",
+                        help="voxel size in mm (default 2: 80 x 112 x 80 voxels)")
+    cohort.add_argument("--seed", type=int, default=0, help="seed of the cohort (default 0)")
+    cohort.add_argument("--output", "-o", required=True, metavar="DIR", help="cohort folder (BIDS-like)")
+    cohort.add_argument("--png", metavar="FILE", help="also write orthogonal slices of up to 8 subjects")
+    cohort.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    cohort.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    train = _subparser(subparsers, "train", "Train an autoencoder, then a latent diffusion model.")
+    stages = train.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for stage, text in (("autoencoder", "Train the autoencoder (first stage)."),
+                        ("diffusion", "Train the latent diffusion U-Net on a trained autoencoder (second stage).")):
+        sub = stages.add_parser(stage, help=text, description=text, epilog=EXAMPLES["train"],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.add_argument("--data", required=True, metavar="DIR", help="folder with participants.tsv and sub-*/anat")
+        if stage == "diffusion":
+            sub.add_argument("--autoencoder", required=True, metavar="DIR", help="run folder of the autoencoder")
+        sub.add_argument("--config", default="demo", metavar="PRESET_OR_FILE",
+                         help="preset (tiny, demo, paper) or JSON file (default demo)")
+        sub.add_argument("--output", "-o", required=True, metavar="DIR", help="run folder")
+        sub.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+        sub.add_argument("--overwrite", action="store_true", help="replace a run already in the folder")
+        sub.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+        sub.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    export = _subparser(subparsers, "export", "Export a model in another format.")
+    export.add_argument("--model", required=True, metavar="M", help="model name or folder")
+    export.add_argument("--format", choices=["monai-bundle"], default="monai-bundle", help="output format")
+    export.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``brainsynth`` argument parser with its subcommands."""
     parser = argparse.ArgumentParser(
@@ -130,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = _subparser(subparsers, "info", "Show the models found, their covariates and the devices available.")
     info.add_argument("--model", metavar="M", help="describe this model in detail")
+
+    _add_training_commands(subparsers)
 
     download = _subparser(subparsers, "download", "Download a published model's files.")
     download.add_argument("name", choices=["ukb"], help="ukb: the published UK Biobank model (about 2.3 GB)")

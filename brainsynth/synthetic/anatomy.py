@@ -135,7 +135,7 @@ def cohort_grid(spacing: float = 2.0, template: Template | None = None) -> Grid:
     At 2 mm this is 80 x 112 x 80 voxels.
     """
     template = template or load_template()
-    shape = tuple(int(round(f / spacing)) for f in FIELD_OF_VIEW_MM)
+    shape = tuple(round(f / spacing) for f in FIELD_OF_VIEW_MM)
     affine = np.diag([spacing, spacing, spacing, 1.0])
     affine[:3, 3] = template.brain_centre - (np.asarray(shape) - 1) / 2.0 * spacing
     return Grid(shape=shape, affine=affine)  # type: ignore[arg-type]

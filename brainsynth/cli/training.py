@@ -1,0 +1,81 @@
+"""The model builders' subcommands: ``cohort``, ``train`` and ``export``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from brainsynth.errors import InvalidParameterError
+
+
+def run_cohort(args: argparse.Namespace) -> int:
+    """``brainsynth cohort``."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from brainsynth.synthetic.cohort import generate_cohort
+
+    started = time.perf_counter()
+    bar = None if args.quiet else tqdm(total=args.n, unit="subject")
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        folder = generate_cohort(args.n, args.output, spacing=args.spacing, seed=args.seed,
+                                 overwrite=args.overwrite, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - started
+    print(f"wrote {args.n} subjects to {folder} in {elapsed:.1f} s ({elapsed / args.n:.2f} s per subject)")
+    if args.png:
+        print(f"wrote {write_cohort_png(folder, args.png)}")
+    return 0
+
+
+def write_cohort_png(folder: Path, png: str | Path, count: int = 8) -> Path:
+    """Orthogonal slices of up to ``count`` subjects spread over the cohort's age range."""
+    from brainsynth.figures import save_orthogonal_slices
+    from brainsynth.nifti import load_nifti
+
+    with open(folder / "participants.tsv", newline="") as stream:
+        rows = sorted(csv.DictReader(stream, delimiter="\t"), key=lambda r: float(r["age"]))
+    picked = [rows[round(i * (len(rows) - 1) / max(count - 1, 1))] for i in range(min(count, len(rows)))]
+    picked = list({r["participant_id"]: r for r in picked}.values())
+    volumes, affines, titles = [], [], []
+    for row in picked:
+        pid = row["participant_id"]
+        volume, affine, _ = load_nifti(folder / pid / "anat" / f"{pid}_T1w.nii.gz")
+        volumes.append(volume)
+        affines.append(affine)
+        ventricles = float(row["ventricular_volume_ml"])
+        titles.append(f"{pid} {row['sex']} {float(row['age']):.0f} y, ventricles {ventricles:.0f} ml")
+    return save_orthogonal_slices(volumes, affines, png, titles=titles, columns=2)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``brainsynth train autoencoder|diffusion``."""
+    from brainsynth.training import train_autoencoder, train_diffusion
+
+    options = {"resume": args.resume, "overwrite": args.overwrite, "device": args.device, "quiet": args.quiet}
+    if args.stage == "autoencoder":
+        result = train_autoencoder(args.data, args.config, args.output, **options)
+    else:
+        result = train_diffusion(args.data, args.autoencoder, args.config, args.output, **options)
+    print(f"trained {args.stage}: {result}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``brainsynth export``."""
+    from brainsynth.export import export_bundle
+    from brainsynth.loading import load_model
+
+    if args.format != "monai-bundle":
+        raise InvalidParameterError(f"--format must be monai-bundle (got {args.format!r})")
+    print(f"wrote {export_bundle(load_model(args.model), args.output, overwrite=args.overwrite)}")
+    return 0

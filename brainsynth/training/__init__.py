@@ -1,0 +1,84 @@
+"""Training the two stages of a latent diffusion model from a folder of NIfTI files.
+
+``train_autoencoder`` and ``train_diffusion`` run on one process or, under ``torchrun``, on many with
+DistributedDataParallel; both checkpoint atomically, stop cleanly on SIGINT/SIGTERM and resume exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from brainsynth.training.autoencoder import AutoencoderTask
+from brainsynth.training.config import TrainingConfig, load_training_config
+from brainsynth.training.data import TrainingImages
+from brainsynth.training.diffusion import DiffusionTask
+from brainsynth.training.distributed import init_distributed, shutdown
+from brainsynth.training.loop import TrainingInterrupted, check_output, prepare_output, run_training
+
+__all__ = ["TrainingConfig", "TrainingInterrupted", "load_training_config", "train_autoencoder", "train_diffusion"]
+
+
+def _train(task_name: str, data: str | Path, config: str | Path | TrainingConfig, output: str | Path, *,
+           autoencoder: str | Path | None, resume: bool, overwrite: bool, device: str, quiet: bool) -> Path:
+    settings = config if isinstance(config, TrainingConfig) else load_training_config(config)
+    context = init_distributed(device)
+    try:
+        folder = check_output(output, resume=resume, overwrite=overwrite)
+        images = TrainingImages(data, settings.data)  # checks the data before touching the output
+        section, config_hash = settings.section(task_name), settings.section_hash(task_name)
+        prepare_output(folder, section=section, config_hash=config_hash, task=task_name, overwrite=overwrite,
+                       context=context)
+        if task_name == "autoencoder":
+            task = AutoencoderTask(settings, images, context, folder)
+        else:
+            task = DiffusionTask(settings, images, autoencoder, context, folder)
+        section_settings = getattr(settings, task_name)
+        return run_training(task, output=folder, total_steps=section_settings.steps,
+                            checkpoint_every=section_settings.checkpoint_every, log_every=section_settings.log_every,
+                            image_every=section_settings.image_every, config_hash=config_hash, context=context,
+                            resume=resume, quiet=quiet)
+    finally:
+        shutdown(context)
+
+
+def train_autoencoder(data: str | Path, config: str | Path | TrainingConfig, output: str | Path, *,
+                      resume: bool = False, overwrite: bool = False, device: str = "auto",
+                      quiet: bool = False) -> Path:
+    """Train the autoencoder stage.
+
+    Parameters
+    ----------
+    data : str or Path
+        BIDS-like folder with ``participants.tsv`` and ``sub-*/anat/*_T1w.nii.gz``.
+    config : str, Path or TrainingConfig
+        Preset name (``tiny``, ``demo``, ``paper``) or JSON file.
+    output : str or Path
+        Run folder: checkpoints, ``log.jsonl``, TensorBoard files and the trained autoencoder.
+    resume : bool
+        Continue the run in ``output`` from its last checkpoint.
+    overwrite : bool
+        Replace a run already in ``output``.
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``mps``; under ``torchrun`` each process takes its own GPU.
+    quiet : bool
+        No progress bar.
+
+    Returns
+    -------
+    Path
+        ``output/autoencoder.json``.
+    """
+    return _train("autoencoder", data, config, output, autoencoder=None, resume=resume, overwrite=overwrite,
+                  device=device, quiet=quiet)
+
+
+def train_diffusion(data: str | Path, autoencoder: str | Path, config: str | Path | TrainingConfig,
+                    output: str | Path, *, resume: bool = False, overwrite: bool = False, device: str = "auto",
+                    quiet: bool = False) -> Path:
+    """Train the latent diffusion stage on a trained autoencoder's latents.
+
+    The run folder becomes a brainsynth model folder that :func:`brainsynth.load_model` opens.
+    See :func:`train_autoencoder` for the parameters.
+    """
+    return _train("diffusion", data, config, output, autoencoder=autoencoder, resume=resume, overwrite=overwrite,
+                  device=device, quiet=quiet)

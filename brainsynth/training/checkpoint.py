@@ -1,0 +1,94 @@
+"""Training checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
+
+A checkpoint holds the step count, every network, optimiser and learning-rate schedule, the EMA
+weights, the random states and the SHA-256 of the configuration it was trained with, so a resumed
+run continues exactly where the checkpoint was taken.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from brainsynth.errors import BrainsynthError
+
+CHECKPOINT_NAME = "last.pt"
+FORMAT = "brainsynth.checkpoint"
+
+
+class CheckpointError(BrainsynthError, ValueError):
+    """A checkpoint cannot be used to resume this run."""
+
+
+def rng_state() -> dict[str, Any]:
+    """The global random states of Python, NumPy and PyTorch, in a form ``weights_only`` loads."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached"]))
+    torch.set_rng_state(state["torch"])
+
+
+def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``folder/last.pt`` through a temporary file and a rename."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / CHECKPOINT_NAME
+    handle, temp = tempfile.mkstemp(prefix=".last.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save({"format": FORMAT, **state}, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_checkpoint(folder: str | Path, *, task: str, config_hash: str) -> dict[str, Any]:
+    """Read the last checkpoint of ``task`` and check that it was made with the same configuration.
+
+    Raises
+    ------
+    CheckpointError
+        If there is no checkpoint, it is unreadable, of another task or of another configuration.
+    """
+    path = Path(folder) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"cannot resume: {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"cannot resume: {path} is not a readable checkpoint: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"cannot resume: {path} is not a brainsynth training checkpoint")
+    if state.get("task") != task:
+        raise CheckpointError(f"cannot resume: {path} is a checkpoint of {state.get('task')} training, not {task}")
+    if state.get("config_hash") != config_hash:
+        raise CheckpointError(
+            f"cannot resume: {path} was made with another configuration (its settings hash "
+            f"{str(state.get('config_hash'))[:12]} differs from {config_hash[:12]}); use the same --config, "
+            "or start afresh with --overwrite"
+        )
+    return state

@@ -1,0 +1,175 @@
+"""Training configurations as files: presets ``tiny`` (tests), ``demo`` (the demo model) and ``paper``.
+
+A configuration file is JSON with three sections: ``data`` (grid and covariates), ``autoencoder`` and
+``diffusion`` (network settings and optimisation). ``--config`` takes a preset name or a file path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from brainsynth.config import NoiseSchedule
+from brainsynth.covariates import CovariateSpec
+from brainsynth.errors import InvalidParameterError
+from brainsynth.presets import UKB_COVARIATES
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+#: Covariate sets a configuration can name, and the participants.tsv column of each covariate.
+COVARIATE_SETS: dict[str, tuple[tuple[CovariateSpec, ...], dict[str, str]]] = {
+    "ukb": (
+        UKB_COVARIATES,
+        {"sex": "sex", "age": "age", "ventricular_volume": "ventricular_volume_ml", "brain_volume": "brain_volume_ml"},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Image grid the networks see, and which covariates are read from ``participants.tsv``."""
+
+    spacing: float
+    shape: tuple[int, int, int]
+    covariates: str = "ukb"
+
+    @property
+    def covariate_specs(self) -> tuple[CovariateSpec, ...]:
+        return COVARIATE_SETS[self.covariates][0]
+
+    @property
+    def columns(self) -> dict[str, str]:
+        return COVARIATE_SETS[self.covariates][1]
+
+
+@dataclass(frozen=True)
+class AutoencoderTraining:
+    """Settings of autoencoder training (L1 + KL + patch adversarial [+ perceptual] losses)."""
+
+    network: dict[str, Any]
+    discriminator: dict[str, Any] = field(default_factory=lambda: {"channels": 32, "num_layers_d": 3})
+    steps: int = 1000
+    batch_size: int = 1
+    lr: float = 1e-4
+    lr_discriminator: float = 5e-4
+    kl_weight: float = 1e-6
+    adversarial_weight: float = 0.01
+    adversarial_warmup: int = 0
+    perceptual_weight: float = 0.0
+    patch_size: tuple[int, int, int] | None = None
+    checkpoint_every: int = 100
+    log_every: int = 10
+    image_every: int = 500
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DiffusionTraining:
+    """Settings of latent diffusion training (epsilon prediction, EMA weights)."""
+
+    network: dict[str, Any]
+    noise_schedule: NoiseSchedule = field(default_factory=NoiseSchedule)
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 1e-4
+    ema_decay: float = 0.999
+    conditioning_dropout: float = 0.0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    image_every: int = 1000
+    seed: int = 0
+    sampling_steps: int = 50
+    sampling_scheduler: str = "ddim"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """A whole training configuration (see the module docstring)."""
+
+    name: str
+    data: DataSettings
+    autoencoder: AutoencoderTraining
+    diffusion: DiffusionTraining
+    description: str = ""
+    source: str = ""
+
+    def section(self, task: str) -> dict[str, Any]:
+        """The settings one task depends on (data + its own section), as JSON-ready data."""
+        return json.loads(json.dumps({"data": asdict(self.data), task: asdict(getattr(self, task))}))
+
+    def section_hash(self, task: str) -> str:
+        """SHA-256 of :meth:`section`, to tell whether a checkpoint belongs to this configuration."""
+        return hashlib.sha256(json.dumps(self.section(task), sort_keys=True).encode()).hexdigest()
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise InvalidParameterError(f"config section {where} must be an object (got {type(data).__name__})")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InvalidParameterError(f"config section {where} has unknown keys {unknown}; allowed: {sorted(names)}")
+    values = dict(data)
+    for key in ("shape", "patch_size"):
+        if values.get(key) is not None:
+            values[key] = tuple(int(v) for v in values[key])
+    if "noise_schedule" in values:
+        values["noise_schedule"] = _build(NoiseSchedule, values["noise_schedule"], f"{where}.noise_schedule")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise InvalidParameterError(f"config section {where} is incomplete: {exc}") from exc
+
+
+def _check(config: TrainingConfig) -> None:
+    if config.data.covariates not in COVARIATE_SETS:
+        raise InvalidParameterError(
+            f"data.covariates must be one of {', '.join(COVARIATE_SETS)} (got {config.data.covariates!r})"
+        )
+    levels = len(config.autoencoder.network.get("channels", []))
+    factor = 2 ** max(levels - 1, 0)
+    for name, shape in (("data.shape", config.data.shape), ("autoencoder.patch_size", config.autoencoder.patch_size)):
+        if shape is not None and any(s % factor for s in shape):
+            raise InvalidParameterError(
+                f"{name} must be divisible by {factor} (the autoencoder downsamples {levels - 1} times; got {shape})"
+            )
+    for section in ("autoencoder", "diffusion"):
+        settings = getattr(config, section)
+        for key in ("steps", "batch_size", "checkpoint_every", "log_every", "image_every"):
+            if getattr(settings, key) < 1:
+                raise InvalidParameterError(f"{section}.{key} must be at least 1 (got {getattr(settings, key)})")
+
+
+def load_training_config(name_or_path: str | Path) -> TrainingConfig:
+    """Read a training configuration: a preset name (``tiny``, ``demo``, ``paper``) or a JSON file.
+
+    Raises
+    ------
+    InvalidParameterError
+        For an unknown preset, a missing or malformed file, or unknown or inconsistent settings.
+    """
+    text = str(name_or_path)
+    path = PRESETS_DIR / f"{text}.json" if (PRESETS_DIR / f"{text}.json").is_file() else Path(text).expanduser()
+    if not path.is_file():
+        presets = sorted(p.stem for p in PRESETS_DIR.glob("*.json"))
+        raise InvalidParameterError(f"config must be a preset ({', '.join(presets)}) or a JSON file (got {text!r})")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InvalidParameterError(f"config file {path} is not valid JSON: {exc}") from exc
+    unknown = sorted(set(data) - {"name", "description", "data", "autoencoder", "diffusion"})
+    if unknown:
+        raise InvalidParameterError(f"config file {path} has unknown sections {unknown}")
+    config = TrainingConfig(
+        name=str(data.get("name", path.stem)),
+        description=str(data.get("description", "")),
+        data=_build(DataSettings, data.get("data", {}), "data"),
+        autoencoder=_build(AutoencoderTraining, data.get("autoencoder", {}), "autoencoder"),
+        diffusion=_build(DiffusionTraining, data.get("diffusion", {}), "diffusion"),
+        source=str(path),
+    )
+    _check(config)
+    return config
