@@ -106,3 +106,32 @@ def old_networks():
 def bundle_dir(tmp_path, old_networks):
     """A MONAI bundle folder with old-format (GenerativeModels) tiny weights and an md5 list."""
     return write_bundle(tmp_path / "bundle", *old_networks)
+
+
+@pytest.fixture(scope="session")
+def cohort_dir(tmp_path_factory):
+    """A small synthetic cohort on the 8 mm grid the ``tiny`` training preset uses."""
+    from brainsynth.synthetic.cohort import generate_cohort
+
+    return generate_cohort(6, tmp_path_factory.mktemp("cohort") / "cohort", spacing=8.0, seed=3)
+
+
+def write_training_config(path: Path, **changes) -> Path:
+    """The ``tiny`` preset with changes per section, e.g. ``autoencoder={"steps": 40}``."""
+    from brainsynth.training.config import PRESETS_DIR
+
+    config = json.loads((PRESETS_DIR / "tiny.json").read_text())
+    for section, values in changes.items():
+        config[section].update(values)
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_autoencoder(cohort_dir, tmp_path_factory):
+    """A tiny autoencoder trained for a few steps on the cohort."""
+    from brainsynth.training import train_autoencoder
+
+    output = tmp_path_factory.mktemp("runs") / "autoencoder"
+    train_autoencoder(cohort_dir, "tiny", output, device="cpu", quiet=True)
+    return output

@@ -157,3 +157,23 @@ def test_download_failure_is_one_line(monkeypatch, tmp_path, capsys):
         "brainsynth download: error: downloading brain_image_synthesis_latent_diffusion_model failed: "
         "ConnectionError: cannot reach the model zoo for brain_image_synthesis_latent_diffusion_model"
     )
+
+
+def test_model_builder_commands_end_to_end(tmp_path):
+    """cohort -> train autoencoder -> train diffusion -> sample -> export, as a model builder runs them."""
+    cohort, autoencoder, model = tmp_path / "cohort", tmp_path / "ae", tmp_path / "ldm"
+    printed = run_cli("cohort", "--n", "3", "--spacing", "8", "--seed", "1", "--output", cohort,
+                      "--png", tmp_path / "cohort.png", "-q").stdout
+    assert "wrote 3 subjects" in printed
+    assert (tmp_path / "cohort.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    run_cli("train", "autoencoder", "--data", cohort, "--config", "tiny", "--output", autoencoder, "-q")
+    run_cli("train", "diffusion", "--data", cohort, "--autoencoder", autoencoder, "--config", "tiny",
+            "--output", model, "-q")
+    run_cli("sample", "--model", model, "--age", "75", "--seed", "2", "-q", "--output", tmp_path / "b.nii.gz")
+    assert nib.load(tmp_path / "b.nii.gz").shape == (20, 28, 20)
+    run_cli("export", "--model", model, "--format", "monai-bundle", "--output", tmp_path / "bundle")
+    assert (tmp_path / "bundle" / "models" / "model.pt").is_file()
+    again = run_cli("train", "autoencoder", "--data", cohort, "--config", "tiny", "--output", autoencoder,
+                    check=False)
+    assert again.returncode == 1
+    assert "already holds files" in again.stderr

@@ -6,7 +6,10 @@ DistributedDataParallel; both checkpoint atomically, stop cleanly on SIGINT/SIGT
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
+
+import numpy as np
 
 from brainsynth.training.autoencoder import AutoencoderTask
 from brainsynth.training.config import TrainingConfig, load_training_config
@@ -21,6 +24,9 @@ __all__ = ["TrainingConfig", "TrainingInterrupted", "load_training_config", "tra
 def _train(task_name: str, data: str | Path, config: str | Path | TrainingConfig, output: str | Path, *,
            autoencoder: str | Path | None, resume: bool, overwrite: bool, device: str, quiet: bool) -> Path:
     settings = config if isinstance(config, TrainingConfig) else load_training_config(config)
+    seed = getattr(settings, task_name).seed
+    random.seed(seed)  # global states are checkpointed; start them from the config too
+    np.random.seed(seed)
     context = init_distributed(device)
     try:
         folder = check_output(output, resume=resume, overwrite=overwrite)

@@ -1,0 +1,182 @@
+"""Training both stages on a tiny synthetic cohort: losses fall, runs resume exactly, results load."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import brainsynth
+from brainsynth.training import train_autoencoder, train_diffusion
+from brainsynth.training.checkpoint import CheckpointError
+from brainsynth.training.loop import read_log
+from tests.conftest import write_training_config
+
+
+def _losses(run, key):
+    return [entry[key] for entry in read_log(run) if key in entry and "step" in entry and "event" not in entry]
+
+
+def test_autoencoder_steps_lower_the_loss(cohort_dir, tmp_path):
+    config = write_training_config(tmp_path / "c.json", autoencoder={"steps": 40, "adversarial_warmup": 20})
+    result = train_autoencoder(cohort_dir, config, tmp_path / "ae", device="cpu", quiet=True)
+    losses = _losses(tmp_path / "ae", "loss_l1")
+    assert len(losses) == 40
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    manifest = json.loads(result.read_text())
+    assert manifest["data"]["shape"] == [20, 28, 20]
+    assert np.asarray(manifest["affine"]).shape == (4, 4)
+    events = [e["event"] for e in read_log(tmp_path / "ae") if "event" in e]
+    assert events[:2] == ["start", "perceptual_loss_unavailable"] or events[0] == "start"
+    assert events[-1] == "finished"
+    assert any((tmp_path / "ae" / "tensorboard").iterdir())
+
+
+def test_diffusion_steps_lower_the_loss_and_the_model_samples(cohort_dir, trained_autoencoder, tmp_path):
+    config = write_training_config(tmp_path / "c.json", diffusion={"steps": 80, "lr": 0.002})
+    run = train_diffusion(cohort_dir, trained_autoencoder, config, tmp_path / "ldm", device="cpu", quiet=True)
+    losses = _losses(run, "loss")
+    assert np.mean(losses[-15:]) < np.mean(losses[:15])
+    model = brainsynth.load_model(run)
+    assert model.config.latent_shape == (3, 10, 14, 10)
+    assert model.config.image_shape == (20, 28, 20)
+    assert model.config.scale_factor > 0
+    assert model.config.covariate_names == ("sex", "age", "ventricular_volume", "brain_volume")
+    result = model.sample(sex="male", age=70, seed=0)
+    assert result.volume.shape == (20, 28, 20)
+    assert np.isfinite(result.volume).all()
+    assert "## Training" in (run / "README.md").read_text()
+    assert (run / "latents.pt").is_file()
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "brainsynth", *map(str, args)]
+
+
+def _wait_for_checkpoint(run, process, at_least):
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (run / "log.jsonl").is_file():
+            steps = [e["step"] for e in read_log(run) if e.get("event") == "checkpoint"]
+            if steps and steps[-1] >= at_least:
+                return steps[-1]
+        if process.poll() is not None:
+            raise AssertionError(f"training ended early: {process.communicate()}")
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint appeared")
+
+
+def _same_state(a, b):
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def test_killed_run_resumes_with_identical_state(cohort_dir, tmp_path):
+    config = write_training_config(tmp_path / "c.json", autoencoder={"steps": 300, "checkpoint_every": 10,
+                                                                     "adversarial_warmup": 5, "image_every": 1000})
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(_cli("train", "autoencoder", "--data", cohort_dir, "--config", config, "--output",
+                                    killed, "--device", "cpu", "-q"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for_checkpoint(killed, process, 30)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    last_logged = max(e["step"] for e in read_log(killed) if "step" in e and "event" not in e)
+    checkpoint = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["step"] < 300, "the run finished before it was killed"
+    assert last_logged - checkpoint["step"] <= 10  # at most one interval lost
+    subprocess.run(_cli("train", "autoencoder", "--data", cohort_dir, "--config", config, "--output", killed,
+                        "--device", "cpu", "-q", "--resume"), check=True, capture_output=True)
+    resumed = [e for e in read_log(killed) if e.get("event") == "resume"]
+    assert resumed[0]["step"] == checkpoint["step"]
+
+    fresh = tmp_path / "fresh"
+    subprocess.run(_cli("train", "autoencoder", "--data", cohort_dir, "--config", config, "--output", fresh,
+                        "--device", "cpu", "-q"), check=True, capture_output=True)
+    a = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(fresh / "checkpoints" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 300
+    assert _same_state(a, b)
+    weights_a, weights_b = load_file(killed / "autoencoder.safetensors"), load_file(fresh / "autoencoder.safetensors")
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
+def test_sigterm_saves_a_checkpoint_and_stops(cohort_dir, tmp_path):
+    config = write_training_config(tmp_path / "c.json", autoencoder={"steps": 2000, "checkpoint_every": 10})
+    run = tmp_path / "run"
+    process = subprocess.Popen(_cli("train", "autoencoder", "--data", cohort_dir, "--config", config, "--output",
+                                    run, "--device", "cpu", "-q"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    _wait_for_checkpoint(run, process, 10)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    interrupted = [e for e in read_log(run) if e.get("event") == "interrupted"]
+    assert interrupted[0]["signal"] == "SIGTERM"
+    assert f"interrupted at step {interrupted[0]['step']}; checkpoint saved" in stderr
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == interrupted[0]["step"]
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(cohort_dir, trained_autoencoder, tmp_path):
+    run = tmp_path / "run"
+    train_autoencoder(cohort_dir, write_training_config(tmp_path / "a.json", autoencoder={"steps": 4}), run,
+                      device="cpu", quiet=True)
+    other = write_training_config(tmp_path / "b.json", autoencoder={"steps": 4, "lr": 0.01})
+    with pytest.raises(CheckpointError, match=r"was made with another configuration"):
+        train_autoencoder(cohort_dir, other, run, resume=True, device="cpu", quiet=True)
+
+
+def test_output_holding_another_run_is_refused(cohort_dir, trained_autoencoder, tmp_path):
+    with pytest.raises(brainsynth.OutputExistsError, match=r"already holds files \(another run\?\); pass --resume"):
+        train_autoencoder(cohort_dir, "tiny", trained_autoencoder, device="cpu", quiet=True)
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"cannot resume: .* holds no checkpoints"):
+        train_autoencoder(cohort_dir, "tiny", tmp_path / "new", resume=True, device="cpu", quiet=True)
+
+
+def test_autoencoder_that_does_not_match_the_diffusion_config(cohort_dir, trained_autoencoder, tmp_path):
+    config = write_training_config(tmp_path / "c.json", data={"spacing": 4.0, "shape": [40, 56, 40]})
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"does not match the diffusion config: it was trained"):
+        train_diffusion(cohort_dir, trained_autoencoder, config, tmp_path / "ldm", device="cpu", quiet=True)
+    with pytest.raises(brainsynth.ModelLoadError, match=r"holds no trained autoencoder"):
+        train_diffusion(cohort_dir, tmp_path, "tiny", tmp_path / "ldm2", device="cpu", quiet=True)
+
+
+def test_bad_training_configs(tmp_path):
+    from brainsynth.training.config import load_training_config
+
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"config must be a preset \(demo, paper, tiny\)"):
+        load_training_config("huge")
+    bad = write_training_config(tmp_path / "c.json", autoencoder={"stepz": 3})
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"unknown keys \['stepz'\]"):
+        load_training_config(bad)
+    odd = write_training_config(tmp_path / "d.json", data={"shape": [21, 28, 20]})
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"data.shape must be divisible by 2"):
+        load_training_config(odd)
+
+
+@pytest.mark.parametrize("stage", ["autoencoder", "diffusion"])
+def test_torchrun_two_processes_end_with_identical_weights(cohort_dir, trained_autoencoder, tmp_path, stage):
+    run = tmp_path / stage
+    extra = ["--autoencoder", trained_autoencoder] if stage == "diffusion" else []
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                    "-m", "brainsynth", "train", stage, "--data", cohort_dir, *extra, "--config", "tiny",
+                    "--output", run, "--device", "cpu", "-q"], check=True, capture_output=True, env=env, timeout=300)
+    agree = [e for e in read_log(run) if e.get("event") == "weights_agree"]
+    assert agree[0]["processes"] == 2
+    assert len(agree[0]["checksums"]) == 2
+    assert agree[0]["identical"] is True
+    start = next(e for e in read_log(run) if e.get("event") == "start")
+    assert start["processes"] == 2
