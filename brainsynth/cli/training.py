@@ -53,7 +53,7 @@ def write_cohort_png(folder: Path, png: str | Path, count: int = 8) -> Path:
         volumes.append(volume)
         affines.append(affine)
         ventricles = float(row["ventricular_volume_ml"])
-        titles.append(f"{pid} {row['sex']} {float(row['age']):.0f} y, ventricles {ventricles:.0f} ml")
+        titles.append(f"{row['sex']} {float(row['age']):.0f} y, ventricles {ventricles:.0f} ml")
     return save_orthogonal_slices(volumes, affines, png, titles=titles, columns=2)
 
 
