@@ -135,3 +135,12 @@ def trained_autoencoder(cohort_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("runs") / "autoencoder"
     train_autoencoder(cohort_dir, "tiny", output, device="cpu", quiet=True)
     return output
+
+
+@pytest.fixture(scope="session")
+def trained_model(cohort_dir, trained_autoencoder, tmp_path_factory):
+    """A tiny latent diffusion model trained for a few steps (a brainsynth model folder)."""
+    from brainsynth.training import train_diffusion
+
+    output = tmp_path_factory.mktemp("runs") / "model"
+    return train_diffusion(cohort_dir, trained_autoencoder, "tiny", output, device="cpu", quiet=True)

@@ -10,7 +10,7 @@ import numpy as np
 
 from brainsynth.cli.parser import COVARIATE_FLAGS
 from brainsynth.cli.progress import progress_bar
-from brainsynth.cli.training import run_cohort, run_export, run_train
+from brainsynth.cli.training import run_cohort, run_evaluate, run_export, run_train
 from brainsynth.devices import available_devices, resolve_device
 from brainsynth.errors import BrainsynthError, InvalidParameterError
 from brainsynth.hub import MODEL_NAMES, download_ukb, find_named_model
@@ -187,6 +187,7 @@ COMMANDS = {
     "cohort": run_cohort,
     "train": run_train,
     "export": run_export,
+    "evaluate": run_evaluate,
     "sample": run_sample,
     "traverse": run_traverse,
     "interpolate": run_interpolate,

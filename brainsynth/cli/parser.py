@@ -42,6 +42,9 @@ EXAMPLES = {
   brainsynth train diffusion --data cohort --autoencoder runs/autoencoder --config demo --output runs/demo
   brainsynth train diffusion ... --resume               # continue from the last checkpoint
   torchrun --nproc_per_node=4 -m brainsynth train autoencoder ...   # several GPUs or processes""",
+    "evaluate": """examples:
+  brainsynth evaluate --model demo --n 32 --output report
+  brainsynth evaluate --model runs/mine --data held_out_scans --segmenter mytools.seg:volumes --output report""",
     "export": """examples:
   brainsynth export --model runs/demo --format monai-bundle --output demo_bundle""",
 }
@@ -122,6 +125,19 @@ def _add_training_commands(subparsers) -> None:
         sub.add_argument("--overwrite", action="store_true", help="replace a run already in the folder")
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
         sub.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    evaluate = _subparser(subparsers, "evaluate", "Measure reconstruction, diversity and conditioning fidelity.")
+    evaluate.add_argument("--model", default="demo", metavar="M", help="model name or folder (default demo)")
+    evaluate.add_argument("--n", type=int, default=16, help="samples per measurement (default 16)")
+    evaluate.add_argument("--output", "-o", required=True, metavar="DIR", help="report folder")
+    evaluate.add_argument("--data", metavar="DIR", help="held-out real images (default: a fresh synthetic cohort)")
+    evaluate.add_argument("--covariates", default="ventricular_volume,brain_volume", metavar="A,B",
+                          help="covariates whose fidelity is measured")
+    evaluate.add_argument("--segmenter", metavar="MODULE:FUNCTION",
+                          help="volume measurement (default: brainsynth's template-space segmentation)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing report")
 
     export = _subparser(subparsers, "export", "Export a model in another format.")
     export.add_argument("--model", required=True, metavar="M", help="model name or folder")

@@ -1,0 +1,283 @@
+"""``brainsynth evaluate``: the paper's kinds of evidence for any model, as a markdown report with figures.
+
+- Reconstruction: the autoencoder on held-out images (PSNR, SSIM).
+- Diversity: mean MS-SSIM over pairs of samples, beside the same for pairs of real images.
+- Conditioning fidelity: ask for a spread of volumes, measure them in the samples with a segmentation
+  that does not use the model, and report Pearson r and the mean absolute error in ml.
+- Speed: median seconds per sample with the model's default settings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from brainsynth.errors import InvalidParameterError, OutputExistsError
+from brainsynth.evaluation.metrics import mean_pairwise_ms_ssim, psnr, ssim
+from brainsynth.model import LatentDiffusionModel
+
+#: Covariates whose fidelity can be measured, and the field of the segmenter's result that measures each.
+MEASURABLE = {"ventricular_volume": "ventricular_volume_ml", "brain_volume": "brain_volume_ml"}
+
+Segmenter = Callable[[np.ndarray, np.ndarray], Any]
+
+
+@dataclass
+class Fidelity:
+    """Requested against measured values of one covariate."""
+
+    covariate: str
+    requested: list[float]
+    measured: list[float]
+    pearson_r: float
+    mean_absolute_error: float
+
+
+@dataclass
+class EvaluationReport:
+    """Everything ``brainsynth evaluate`` measured (also written as ``report.json``)."""
+
+    model: str
+    n: int
+    real_images: str
+    reconstruction_psnr_db: float
+    reconstruction_ssim: float
+    samples_ms_ssim: float
+    real_ms_ssim: float
+    fidelity: list[Fidelity] = field(default_factory=list)
+    segmenter_agreement: dict[str, float] = field(default_factory=dict)
+    seconds_per_sample: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def load_segmenter(spec: str | None) -> Segmenter:
+    """Import a segmenter given as ``"package.module:function"`` (default: brainsynth's volumetry).
+
+    The function takes ``(volume, affine)`` and returns an object or mapping with the fields
+    ``ventricular_volume_ml`` and ``brain_volume_ml``.
+    """
+    if spec is None:
+        from brainsynth.evaluation.volumetry import measure_volumes
+
+        return measure_volumes
+    module_name, sep, function = spec.partition(":")
+    if not sep:
+        raise InvalidParameterError(f"segmenter must look like package.module:function (got {spec!r})")
+    try:
+        return getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidParameterError(f"segmenter {spec!r} cannot be imported: {exc}") from exc
+
+
+def _field(measured: Any, name: str) -> float:
+    return float(measured[name] if isinstance(measured, dict) else getattr(measured, name))
+
+
+def check_request(model: LatentDiffusionModel, n: int, covariates: list[str]) -> None:
+    """Refuse nonsensical evaluation requests before any compute."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise InvalidParameterError(f"n must be an integer of at least 2 (pairs are compared; got {n!r})")
+    for name in covariates:
+        model.config.covariate(name)  # raises for unknown names
+        if name not in MEASURABLE:
+            raise InvalidParameterError(
+                f"covariate {name!r} cannot be measured in an image; fidelity covariates are {', '.join(MEASURABLE)}"
+            )
+
+
+def _real_images(model: LatentDiffusionModel, data: str | Path | None, n: int, seed: int, workdir: Path):
+    """Held-out real images on the model's grid, with their participants rows (a fresh synthetic cohort
+    when no data folder is given)."""
+    from brainsynth.training.config import DataSettings
+    from brainsynth.training.data import TrainingImages
+
+    config = model.config
+    spacing = config.voxel_size[0]
+    if data is None:
+        from brainsynth.synthetic.cohort import generate_cohort
+
+        data = generate_cohort(n, workdir / "held_out_cohort", spacing=spacing, seed=10_000 + seed, overwrite=True)
+    settings = DataSettings(spacing=spacing, shape=tuple(config.image_shape), covariates="ukb")
+    images = TrainingImages(data, settings)
+    count = min(n, len(images))
+    return Path(data), images, count
+
+
+def evaluate_model(
+    model: LatentDiffusionModel,
+    output: str | Path,
+    *,
+    n: int = 16,
+    data: str | Path | None = None,
+    covariates: list[str] | None = None,
+    segmenter: str | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> EvaluationReport:
+    """Evaluate a model and write ``report.md``, ``report.json`` and figures into ``output``.
+
+    Parameters
+    ----------
+    model : LatentDiffusionModel
+        The model to evaluate.
+    output : str or Path
+        Report folder (created; its parent must exist).
+    n : int
+        Samples per measurement and real images compared, at least 2.
+    data : str or Path, optional
+        BIDS-like folder of real images not used in training; by default a fresh synthetic cohort.
+    covariates : list of str, optional
+        Covariates whose fidelity is measured (default: ventricular and brain volume).
+    segmenter : str, optional
+        ``"package.module:function"`` measuring volumes (default: :mod:`brainsynth.evaluation.volumetry`).
+    seed : int
+        Seed of the held-out cohort and of the samples.
+    device : str
+        Sampling device.
+    overwrite : bool
+        Replace an existing report folder's files.
+    progress : callable, optional
+        Called with a short text before each stage.
+    """
+    covariates = list(MEASURABLE) if covariates is None else covariates
+    check_request(model, n, covariates)
+    measure = load_segmenter(segmenter)
+    output = Path(output).expanduser()
+    if not output.parent.is_dir():
+        raise InvalidParameterError(f"output folder {str(output.parent)!r} does not exist; create it first")
+    if (output / "report.md").exists() and not overwrite:
+        raise OutputExistsError(f"{output / 'report.md'} exists; pass overwrite=True (--overwrite) to replace it")
+    output.mkdir(exist_ok=True)
+    say = progress or (lambda text: None)
+
+    say("reading held-out images")
+    data_path, images, count = _real_images(model, data, n, seed, output)
+    real = [images.images(torch.tensor([i]))[0, 0].numpy() for i in range(count)]
+    say("reconstruction")
+    recon_psnr, recon_ssim, reconstructions = _reconstruction(model, real, device)
+    say("diversity")
+    samples, seconds = _diverse_samples(model, images, n, seed, device)
+    report = EvaluationReport(
+        model=model.name, n=n, real_images=str(data_path),
+        reconstruction_psnr_db=recon_psnr, reconstruction_ssim=recon_ssim,
+        samples_ms_ssim=mean_pairwise_ms_ssim(samples), real_ms_ssim=mean_pairwise_ms_ssim(real),
+        seconds_per_sample=seconds,
+        settings={"steps": model.config.default_steps, "scheduler": model.config.default_scheduler,
+                  "device": device, "seed": seed, "segmenter": segmenter or "brainsynth.evaluation.volumetry"},
+    )
+    report.segmenter_agreement = _segmenter_agreement(images, real, covariates, measure, model)
+    for name in covariates:
+        say(f"fidelity of {name}")
+        report.fidelity.append(_fidelity(model, name, n, seed, device, measure))
+    _write(report, output, model, real, reconstructions, samples)
+    return report
+
+
+def _reconstruction(model: LatentDiffusionModel, real: list[np.ndarray], device: str):
+    from brainsynth.devices import resolve_device
+
+    target = resolve_device(device)
+    autoencoder = model.autoencoder.to(target).eval()
+    values, reconstructions = [], []
+    with torch.no_grad():
+        for image in real:
+            z_mu, _ = autoencoder.encode(torch.as_tensor(image)[None, None].to(target))
+            reconstruction = autoencoder.decode(z_mu)[0, 0].float().cpu().numpy()
+            reconstructions.append(reconstruction)
+            values.append((psnr(image, np.clip(reconstruction, 0, 1)), ssim(image, np.clip(reconstruction, 0, 1))))
+    return float(np.mean([v[0] for v in values])), float(np.mean([v[1] for v in values])), reconstructions
+
+
+def _diverse_samples(model: LatentDiffusionModel, images, n: int, seed: int, device: str):
+    """n samples with the covariates of real subjects (cycled), one per seed; median seconds per sample."""
+    specs = model.config.covariates
+    samples, seconds = [], []
+    for i in range(n):
+        normalised = images.covariates[i % len(images)].tolist()
+        values = {s.name: (s.choices[round(v)] if s.categorical else s.denormalise(v)) for s, v in
+                  zip(specs, normalised, strict=True)}
+        started = time.perf_counter()
+        samples.append(model.sample(values, seed=seed + i, device=device, extrapolate=True).volume)
+        seconds.append(time.perf_counter() - started)
+    return samples, float(np.median(seconds))
+
+
+def _fidelity(model: LatentDiffusionModel, name: str, n: int, seed: int, device: str, measure) -> Fidelity:
+    spec = model.config.covariate(name)
+    margin = 0.05 * (spec.high - spec.low)
+    requested = np.linspace(spec.low + margin, spec.high - margin, n).tolist()
+    measured = []
+    for i, value in enumerate(requested):
+        volume = model.sample({name: value}, seed=seed + 1000 + i, device=device).volume
+        measured.append(_field(measure(volume, model.config.affine_array), MEASURABLE[name]))
+    r = float(np.corrcoef(requested, measured)[0, 1])
+    mae = float(np.mean(np.abs(np.asarray(requested) - np.asarray(measured))))
+    return Fidelity(covariate=name, requested=requested, measured=measured, pearson_r=r, mean_absolute_error=mae)
+
+
+def _segmenter_agreement(images, real, covariates, measure, model) -> dict[str, float]:
+    """Pearson r of the segmenter against the real images' recorded volumes: the ceiling of fidelity r."""
+    agreement = {}
+    for name in covariates:
+        index = model.config.covariate_names.index(name)
+        spec = model.config.covariates[index]
+        recorded = [spec.denormalise(float(images.covariates[i, index])) for i in range(len(real))]
+        measured = [_field(measure(volume, model.config.affine_array), MEASURABLE[name]) for volume in real]
+        agreement[name] = float(np.corrcoef(recorded, measured)[0, 1])
+    return agreement
+
+
+def _write(report: EvaluationReport, output: Path, model, real, reconstructions, samples) -> None:
+    from brainsynth.evaluation.figures import save_scatter
+    from brainsynth.figures import save_orthogonal_slices
+
+    affine = model.config.affine_array
+    save_orthogonal_slices(real[:2] + reconstructions[:2], [affine] * 4, output / "reconstruction.png",
+                           titles=["real 1", "real 2", "reconstruction 1", "reconstruction 2"], columns=2)
+    save_orthogonal_slices(samples[:8], [affine] * len(samples[:8]), output / "samples.png", columns=2)
+    for item in report.fidelity:
+        save_scatter(item.requested, item.measured, output / f"fidelity_{item.covariate}.png",
+                     label=model.config.covariate(item.covariate).label,
+                     title=f"r = {item.pearson_r:.3f}, MAE = {item.mean_absolute_error:.1f} ml")
+    (output / "report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    (output / "report.md").write_text(render_markdown(report))
+
+
+def render_markdown(report: EvaluationReport) -> str:
+    """The report as markdown, with a table in the style of the paper's Table 1."""
+    lines = [
+        f"# Evaluation of {report.model}",
+        "",
+        f"{report.n} samples per measurement; real images from `{report.real_images}`; "
+        f"sampling with {report.settings['scheduler']} at {report.settings['steps']} steps on "
+        f"{report.settings['device']}.",
+        "",
+        "| model | MS-SSIM | reconstruction PSNR (dB) | reconstruction SSIM | s per sample |",
+        "|---|---|---|---|---|",
+        f"| {report.model} (samples) | {report.samples_ms_ssim:.4f} | {report.reconstruction_psnr_db:.2f} | "
+        f"{report.reconstruction_ssim:.4f} | {report.seconds_per_sample:.2f} |",
+        f"| real images | {report.real_ms_ssim:.4f} | | | |",
+        "",
+        "Diversity is good when the samples' MS-SSIM is close to the real images'.",
+        "",
+        "## Conditioning fidelity",
+        "",
+        "| covariate | Pearson r | mean absolute error (ml) | segmenter vs recorded r (real images) |",
+        "|---|---|---|---|",
+    ]
+    for item in report.fidelity:
+        agreement = report.segmenter_agreement.get(item.covariate, float("nan"))
+        lines.append(f"| {item.covariate} | {item.pearson_r:.3f} | {item.mean_absolute_error:.1f} | {agreement:.3f} |")
+    lines += ["", *[f"![{f.covariate}](fidelity_{f.covariate}.png)" for f in report.fidelity], "",
+              "![samples](samples.png)", "", "![reconstruction](reconstruction.png)", ""]
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""Measuring ventricular and brain volume in a skull-stripped T1w image in MNI-aligned space.
+
+A segmentation that does not use any generative model, for checking how well a model follows the
+covariates it was asked for. It works for images on an MNI-aligned grid, such as the synthetic
+cohort and the demo model's samples:
+
+1. the brain mask is the non-background; k-means splits its intensities into three classes;
+2. ventricles are the voxels darker than midway between the two lowest classes, deep inside the brain
+   (10 mm from its edge) and inside the template's ventricles magnified by up to 2.6 about their
+   centroid (enlarged ventricles stay inside the search region); connected parts under 0.5 ml are
+   dropped;
+3. reference intensities: CSF is the median inside the eroded ventricles, white matter the 90th
+   percentile of the brain; grey matter is predicted from them with the template's intensity ratios
+   (a contrast exponent fitted to the CSF/WM ratio), so grey-matter loss shows as lower intensity;
+4. each voxel's tissue fraction is ``clip((I - I_csf) / (I_gm - I_csf), 0, 1)``; brain volume is their
+   sum, normalised for head size by the template's intracranial volume over the image's; ventricular
+   volume is the CSF fraction summed over the ventricles and a one-voxel shell around them.
+
+On a held-out synthetic cohort of 40 subjects at 2 mm it agrees with the volumes measured from the
+tissue maps with Pearson r 0.97 (ventricles) and 0.87 (brain), with offsets of about +24 ml and
++117 ml; use it for correlations and comparisons, not as absolute truth.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from brainsynth.synthetic.template import load_template
+
+
+@dataclass(frozen=True)
+class Volumes:
+    """Volumes measured in one image, in ml."""
+
+    ventricular_volume_ml: float
+    brain_volume_ml: float
+    intracranial_volume_ml: float
+
+
+def _kmeans_1d(values: np.ndarray, classes: int = 3, iterations: int = 30) -> np.ndarray:
+    centres = np.percentile(values, np.linspace(10, 90, classes))
+    for _ in range(iterations):
+        labels = np.argmin(np.abs(values[:, None] - centres[None]), axis=1)
+        updated = np.array([values[labels == k].mean() if np.any(labels == k) else centres[k] for k in range(classes)])
+        if np.allclose(updated, centres):
+            break
+        centres = updated
+    return np.sort(centres)
+
+
+#: Magnifications of the template's ventricles that together make the ventricle search region.
+SEARCH_SCALES = (1.0, 1.4, 1.8, 2.2, 2.6)
+# Template intensities of CSF, grey and white matter (medians of the pure tissues).
+_CSF, _GM, _WM = 0.302, 0.655, 0.863
+
+
+@functools.lru_cache(maxsize=1)
+def _template_regions() -> tuple[np.ndarray, float]:
+    """Ventricles with a 4 mm margin on the template grid, and the template's intracranial volume (ml)."""
+    template = load_template()
+    region = ndimage.binary_dilation(template.ventricles > 0.5, iterations=4)
+    return region.astype(np.float32), float((template.t1 > 0.02).sum()) / 1000.0
+
+
+def _search_region(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+    template = load_template()
+    region, _ = _template_regions()
+    coords = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    world = affine[:3, :3] @ coords + affine[:3, 3:]
+    centre = template.ventricle_centre.reshape(3, 1)
+    inside = np.zeros(world.shape[1], dtype=bool)
+    for scale in SEARCH_SCALES:
+        voxels = template.world_to_voxel(centre + (world - centre) / scale)
+        inside |= ndimage.map_coordinates(region, voxels, order=0, mode="constant") > 0.5
+    return inside.reshape(shape)
+
+
+def measure_volumes(volume: np.ndarray, affine: np.ndarray) -> Volumes:
+    """Measure ventricular volume, head-size-normalised brain volume and intracranial volume.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        (X, Y, Z) skull-stripped T1w intensities, about [0, 1], background 0.
+    affine : numpy.ndarray
+        (4, 4) voxel-to-MNI matrix (RAS mm).
+
+    Returns
+    -------
+    Volumes
+    """
+    volume = np.asarray(volume, dtype=np.float32)
+    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+    brain = ndimage.binary_fill_holes(ndimage.binary_opening(volume > 0.08, iterations=1))
+    mu_csf, mu_gm, _ = _kmeans_1d(volume[brain])
+    deep = ndimage.binary_erosion(brain, iterations=max(1, round(10.0 / abs(float(affine[0, 0])))))
+    dark = (volume < (mu_csf + mu_gm) / 2.0) & deep & _search_region(volume.shape, affine)
+    labels, count = ndimage.label(dark)
+    sizes = ndimage.sum(dark, labels, range(1, count + 1)) * voxel_ml
+    ventricles = np.isin(labels, 1 + np.flatnonzero(sizes > 0.5))
+
+    core = ndimage.binary_erosion(ventricles)
+    csf = float(np.median(volume[core])) if core.sum() > 5 else float(mu_csf)
+    wm = float(np.percentile(volume[brain], 90))
+    gamma = np.log(max(csf, 1e-3) / wm) / np.log(_CSF / _WM)
+    gm = wm * (_GM / _WM) ** gamma
+    tissue = np.clip((volume - csf) / max(gm - csf, 1e-6), 0.0, 1.0) * brain
+
+    intracranial = float(brain.sum()) * voxel_ml
+    _, template_intracranial = _template_regions()
+    brain_ml = float(tissue.sum()) * voxel_ml * template_intracranial / max(intracranial, 1e-6)
+    shell = ndimage.binary_dilation(ventricles) & deep
+    ventricular_ml = float((1.0 - tissue)[shell].sum()) * voxel_ml
+    return Volumes(ventricular_volume_ml=ventricular_ml, brain_volume_ml=brain_ml, intracranial_volume_ml=intracranial)

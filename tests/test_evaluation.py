@@ -1,0 +1,84 @@
+"""Evaluation: the segmentation measures what the cohort recorded; the report has every measurement."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import brainsynth
+from brainsynth.evaluation.metrics import mean_pairwise_ms_ssim, ms_ssim, psnr, ssim
+from brainsynth.evaluation.report import evaluate_model
+from brainsynth.evaluation.volumetry import measure_volumes
+from brainsynth.nifti import load_nifti
+from brainsynth.synthetic.cohort import generate_cohort
+
+
+def test_segmentation_tracks_the_recorded_volumes(tmp_path):
+    cohort = generate_cohort(12, tmp_path / "cohort", spacing=2.0, seed=21)
+    with open(cohort / "participants.tsv", newline="") as stream:
+        rows = list(csv.DictReader(stream, delimiter="\t"))
+    recorded, measured = [], []
+    for row in rows:
+        pid = row["participant_id"]
+        volume, affine, _ = load_nifti(cohort / pid / "anat" / f"{pid}_T1w.nii.gz")
+        result = measure_volumes(volume, affine)
+        recorded.append((float(row["ventricular_volume_ml"]), float(row["brain_volume_ml"])))
+        measured.append((result.ventricular_volume_ml, result.brain_volume_ml))
+    recorded, measured = np.asarray(recorded), np.asarray(measured)
+    assert np.corrcoef(recorded[:, 0], measured[:, 0])[0, 1] > 0.9
+    assert np.corrcoef(recorded[:, 1], measured[:, 1])[0, 1] > 0.6
+
+
+def test_metrics_behave():
+    rng = np.random.default_rng(0)
+    a = rng.random((24, 28, 24)).astype(np.float32)
+    noisy = np.clip(a + rng.normal(0, 0.05, a.shape), 0, 1).astype(np.float32)
+    assert psnr(a, a + 0.1) == pytest.approx(20.0, abs=0.01)
+    assert ssim(a, a) == pytest.approx(1.0, abs=1e-5)
+    assert ms_ssim(a, a) == pytest.approx(1.0, abs=1e-5)
+    assert ms_ssim(a, noisy) < 1.0
+    other = rng.random(a.shape).astype(np.float32)
+    assert mean_pairwise_ms_ssim([a, noisy, other]) < mean_pairwise_ms_ssim([a, noisy, noisy])
+
+
+def test_report_holds_every_measurement(trained_model, tmp_path):
+    model = brainsynth.load_model(trained_model)
+    report = evaluate_model(model, tmp_path / "report", n=3, device="cpu")
+    assert np.isfinite(report.reconstruction_psnr_db)
+    assert 0.0 < report.reconstruction_ssim <= 1.0
+    assert np.isfinite(report.samples_ms_ssim)
+    assert np.isfinite(report.real_ms_ssim)
+    assert [f.covariate for f in report.fidelity] == ["ventricular_volume", "brain_volume"]
+    assert all(len(f.requested) == len(f.measured) == 3 for f in report.fidelity)
+    assert report.seconds_per_sample > 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| real images |" in text
+    assert "Pearson r" in text
+    for name in ("report.json", "samples.png", "reconstruction.png", "fidelity_ventricular_volume.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["n"] == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n": 1}, r"n must be an integer of at least 2"),
+        ({"covariates": ["height"]}, r"covariate must be one of sex, age"),
+        ({"covariates": ["age"]}, r"covariate 'age' cannot be measured in an image"),
+        ({"segmenter": "nowhere"}, r"segmenter must look like package.module:function"),
+        ({"segmenter": "nowhere_at_all:f"}, r"segmenter 'nowhere_at_all:f' cannot be imported"),
+    ],
+)
+def test_nonsensical_requests_are_refused(model, tmp_path, kwargs, message):
+    with pytest.raises(brainsynth.InvalidParameterError, match=message):
+        evaluate_model(model, tmp_path / "report", **kwargs)
+    assert not (tmp_path / "report").exists()
+
+
+def test_model_without_autoencoder_is_reported(model_dir):
+    (model_dir / "autoencoder.safetensors").unlink()
+    with pytest.raises(brainsynth.ModelNotFoundError, match=r"autoencoder.safetensors is missing"):
+        brainsynth.load_model(model_dir)
