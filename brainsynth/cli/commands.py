@@ -176,6 +176,20 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_explore(args: argparse.Namespace) -> int:
+    """``brainsynth explore`` (needs the napari extra: pip install 'brainsynth[napari]')."""
+    try:
+        from napari_plugin._explore import explore
+    except ImportError as exc:
+        raise BrainsynthError(f"explore needs napari: pip install 'brainsynth[napari]' ({exc})") from exc
+    if args.model:
+        load_model(args.model)  # a bad model name fails here, in one line
+    path = explore(args.model, args.screenshot, seed=args.seed)
+    if path is not None:
+        print(f"wrote {path}")
+    return 0
+
+
 def run_download(args: argparse.Namespace) -> int:
     """``brainsynth download``."""
     path = download_ukb(args.dir)
@@ -192,5 +206,6 @@ COMMANDS = {
     "traverse": run_traverse,
     "interpolate": run_interpolate,
     "info": run_info,
+    "explore": run_explore,
     "download": run_download,
 }

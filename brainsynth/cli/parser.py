@@ -35,6 +35,10 @@ EXAMPLES = {
   brainsynth info --model ukb""",
     "download": """examples:
   brainsynth download ukb""",
+    "explore": """examples:
+  brainsynth explore
+  brainsynth explore --model ukb
+  brainsynth explore --model runs/demo --screenshot brain3d.png""",
     "cohort": """examples:
   brainsynth cohort --n 16 --spacing 2 --seed 0 --output cohort --png cohort.png""",
     "train": """examples:
@@ -190,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = _subparser(subparsers, "info", "Show the models found, their covariates and the devices available.")
     info.add_argument("--model", metavar="M", help="describe this model in detail")
+
+    explore = _subparser(subparsers, "explore", "Open napari with the brainsynth widgets and a model loaded.")
+    explore.add_argument("--model", metavar="M", help="model name or folder (default: demo, if installed)")
+    explore.add_argument("--screenshot", metavar="PNG", help="generate one brain, save a 3D screenshot and exit")
+    explore.add_argument("--seed", type=int, default=0, help="seed of the screenshot's brain (default 0)")
 
     _add_training_commands(subparsers)
 

@@ -1,0 +1,187 @@
+"""Controls shared by the widgets: model choice, covariates in real units, sampling settings, workers."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlider, Label, PushButton, SpinBox
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+
+from brainsynth import LatentDiffusionModel, SamplingCancelled
+from brainsynth.covariates import EXTRAPOLATION_BOUNDS, CovariateSpec
+from brainsynth.devices import available_devices
+from brainsynth.schedulers import SCHEDULERS
+from brainsynth.stepping import iterate_steps
+from napari_plugin._models import available_models, get_model
+
+FOLDER_CHOICE = "folder..."
+MAX_SEED = 2**31 - 1
+
+
+def covariate_control(spec: CovariateSpec, extrapolate: bool = False):
+    """A ComboBox for a categorical covariate, else a slider in real units over its range."""
+    if spec.categorical:
+        return ComboBox(name=spec.name, label=spec.label, choices=list(spec.choices), value=spec.default)
+    low, high = (spec.denormalise(b) for b in EXTRAPOLATION_BOUNDS) if extrapolate else (spec.low, spec.high)
+    value = spec.default if spec.default is not None else (spec.low + spec.high) / 2
+    label = f"{spec.label} ({spec.unit})" if spec.unit else spec.label
+    return FloatSlider(name=spec.name, label=label, min=min(low, high), max=max(low, high),
+                       value=min(max(value, min(low, high)), max(low, high)), step=(high - low) / 200)
+
+
+class ModelControls(Container):
+    """Model choice (installed names or a folder), covariate controls rebuilt for each model."""
+
+    def __init__(self, model: str | None = None) -> None:
+        names = available_models()
+        choices = [*names, FOLDER_CHOICE]
+        initial = model if model in names else (FOLDER_CHOICE if model else choices[0])
+        self.model_choice = ComboBox(label="model", choices=choices, value=initial)
+        self.model_folder = FileEdit(label="folder", mode="d", value=model if initial == FOLDER_CHOICE else "")
+        self.model_folder.visible = initial == FOLDER_CHOICE
+        self.extrapolate = CheckBox(text="extrapolate beyond the training range", value=False)
+        self.covariates = Container(labels=True)
+        super().__init__(widgets=[self.model_choice, self.model_folder, self.covariates, self.extrapolate])
+        self.model: LatentDiffusionModel | None = None
+        self.listeners: list[Callable[[LatentDiffusionModel | None], None]] = []
+        self.model_choice.changed.connect(self._on_model_choice)
+        self.model_folder.changed.connect(lambda _: self.load())
+        self.extrapolate.changed.connect(lambda _: self._build_covariates())
+        self.load()
+
+    def _on_model_choice(self, value: str) -> None:
+        self.model_folder.visible = value == FOLDER_CHOICE
+        self.load()
+
+    @property
+    def model_name(self) -> str:
+        if self.model_choice.value == FOLDER_CHOICE:
+            return str(self.model_folder.value)
+        return str(self.model_choice.value)
+
+    def load(self) -> LatentDiffusionModel | None:
+        """Load the chosen model; errors become notifications and leave no model selected."""
+        name = self.model_name
+        if not name or name in (FOLDER_CHOICE, "."):
+            self.model = None
+        else:
+            try:
+                self.model = get_model(name)
+            except Exception as error:  # shown to the user; the viewer stays usable
+                self.model = None
+                show_error(f"brainsynth: {error}")
+        self._build_covariates()
+        for listener in self.listeners:
+            listener(self.model)
+        return self.model
+
+    def on_model(self, listener: Callable[[LatentDiffusionModel | None], None]) -> None:
+        """Call ``listener(model)`` now and whenever another model is loaded."""
+        self.listeners.append(listener)
+        listener(self.model)
+
+    def _build_covariates(self) -> None:
+        self.covariates.clear()
+        if self.model is None:
+            return
+        for spec in self.model.config.covariates:
+            self.covariates.append(covariate_control(spec, self.extrapolate.value))
+
+    def values(self) -> dict[str, Any]:
+        """Covariate values in real units, by name."""
+        return {widget.name: widget.value for widget in self.covariates}
+
+
+class SamplingControls(Container):
+    """Seed (with a random button), steps, scheduler and device."""
+
+    def __init__(self, default_steps: int = 50, default_scheduler: str = "ddim") -> None:
+        self.seed = SpinBox(label="seed", min=0, max=MAX_SEED, value=0)
+        self.random_seed = PushButton(text="random seed")
+        self.steps = SpinBox(label="steps", min=1, max=1000, value=default_steps)
+        self.scheduler = ComboBox(label="scheduler", choices=list(SCHEDULERS), value=default_scheduler)
+        self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        super().__init__(widgets=[self.seed, self.random_seed, self.steps, self.scheduler, self.device])
+        self.random_seed.changed.connect(lambda _: setattr(self.seed, "value", random.randint(0, MAX_SEED)))
+
+    def use_model_defaults(self, model: LatentDiffusionModel | None) -> None:
+        if model is not None:
+            self.steps.value = model.config.default_steps
+            self.scheduler.value = model.config.default_scheduler
+
+    def options(self) -> dict[str, Any]:
+        return {"steps": int(self.steps.value), "scheduler": self.scheduler.value, "device": self.device.value}
+
+
+class RunControls(Container):
+    """Run and Cancel buttons and a status line around one generator worker at a time."""
+
+    def __init__(self, run_text: str) -> None:
+        self.run_button = PushButton(text=run_text)
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        super().__init__(widgets=[self.run_button, self.cancel_button, self.status])
+        self.worker = None
+        self.cancel_button.changed.connect(lambda _: self.cancel())
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def start(self, function: Callable[..., Any], kwargs: dict[str, Any], total: int, *,
+              on_step: Callable[[Any], None], on_result: Callable[[Any], None], description: str,
+              per_step: Callable[[Any], Any] | None = None) -> Any:
+        """Run ``function(**kwargs, callback=...)`` in a generator worker that yields every step.
+
+        ``per_step`` runs in the worker thread on each step's progress (e.g. a preview decode) and its
+        result is what ``on_step`` receives.
+        """
+
+        def work():
+            steps = iterate_steps(function, **kwargs)
+            try:
+                while True:
+                    progress = next(steps)
+                    yield per_step(progress) if per_step else progress
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                steps.close()
+
+        worker = create_worker(work, _progress={"total": total, "desc": description}, _start_thread=False)
+        worker.yielded.connect(on_step)
+        worker.returned.connect(on_result)
+        worker.errored.connect(self._on_error)
+        worker.aborted.connect(lambda: self._set_status("cancelled; nothing was added"))
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self._set_status(f"{description}...")
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Stop the running worker at its next step."""
+        if self.worker is not None:
+            self.worker.quit()
+
+    def _on_error(self, error: Exception) -> None:
+        if isinstance(error, SamplingCancelled):
+            self._set_status("cancelled; nothing was added")
+            return
+        self._set_status(f"error: {error}")
+        show_error(f"brainsynth: {error}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.enabled, self.cancel_button.enabled = True, False
+
+    def _set_status(self, text: str) -> None:
+        self.status.value = text
+
+    def report(self, text: str) -> None:
+        self._set_status(text)
+        show_info(f"brainsynth: {text}")

@@ -1,0 +1,169 @@
+"""The napari plugin in a real viewer under Xvfb: widgets through the manifest, 3D screenshots, I/O."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+
+import brainsynth  # noqa: E402
+from napari_plugin._controls import FOLDER_CHOICE  # noqa: E402
+
+
+def _dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget("brainsynth", name)
+    return widget
+
+
+def _use_model(widget, folder):
+    widget.model_controls.model_choice.value = FOLDER_CHOICE
+    widget.model_controls.model_folder.value = str(folder)
+    assert widget.model_controls.model is not None
+
+
+def _wait(qtbot, widget, timeout=120_000):
+    qtbot.waitUntil(lambda: not widget.run.running, timeout=timeout)
+
+
+def _not_blank(image):
+    rgb = np.asarray(image)[..., :3].astype(float)
+    return rgb.std() > 5 and (rgb.max(axis=-1) > 40).mean() > 0.01
+
+
+def test_manifest_is_valid_and_imports():
+    process = subprocess.run([sys.executable, "-m", "npe2", "validate", "--imports", "brainsynth"],
+                             capture_output=True, text=True)
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert "valid" in process.stdout
+
+
+def test_generate_adds_a_3d_brain_with_affine_and_provenance(make_napari_viewer, qtbot, trained_model):
+    viewer = make_napari_viewer(show=True)
+    widget = _dock(viewer, "Generate")
+    _use_model(widget, trained_model)
+    widget.model_controls.covariates["age"].value = 70.0
+    widget.model_controls.covariates["sex"].value = "male"
+    widget.sampling.seed.value = 3
+    seen = []
+    widget.generate().yielded.connect(seen.append)
+    _wait(qtbot, widget)
+    (layer,) = [layer for layer in viewer.layers if "seed 3" in layer.name]
+    model = brainsynth.load_model(trained_model)
+    assert layer.data.shape == (20, 28, 20)
+    np.testing.assert_allclose(layer.affine.affine_matrix, model.config.affine_array)
+    assert layer.metadata["brainsynth"]["covariates"]["age"] == pytest.approx(70.0, abs=0.5)
+    assert layer.metadata["brainsynth"]["seed"] == 3
+    expected = model.sample(widget.model_controls.values(), seed=3).volume
+    np.testing.assert_allclose(layer.data, expected, atol=1e-5)
+    assert len(seen) == model.config.default_steps
+    assert "brainsynth preview" not in viewer.layers
+    assert viewer.dims.ndisplay == 3
+    assert _not_blank(viewer.screenshot(canvas_only=True, flash=False))
+    assert widget.last_seconds > 0
+
+
+def test_cancel_leaves_no_layer_and_ends_the_worker(make_napari_viewer, qtbot, trained_model):
+    viewer = make_napari_viewer(show=True)
+    widget = _dock(viewer, "Generate")
+    _use_model(widget, trained_model)
+    widget.sampling.steps.value = 1000
+    steps = []
+    worker = widget.generate()
+    worker.yielded.connect(steps.append)
+    qtbot.waitUntil(lambda: len(steps) >= 2, timeout=60_000)
+    widget.cancel()
+    _wait(qtbot, widget)
+    assert len(steps) < 1000
+    assert len(viewer.layers) == 0
+    assert widget.run.run_button.enabled
+    assert "cancelled" in widget.run.status.value
+
+
+def test_traverse_makes_one_4d_layer(make_napari_viewer, qtbot, trained_model):
+    viewer = make_napari_viewer(show=True)
+    widget = _dock(viewer, "Traverse")
+    _use_model(widget, trained_model)
+    widget.covariate.value = "age"
+    widget.start_value.value, widget.stop_value.value, widget.frames.value = 50.0, 80.0, 3
+    widget.start()
+    _wait(qtbot, widget)
+    (layer,) = viewer.layers
+    assert layer.data.shape == (3, 20, 28, 20)
+    assert layer.metadata["brainsynth"]["frame_values"] == [50.0, 65.0, 80.0]
+    assert [f["covariates"]["age"] for f in layer.metadata["brainsynth"]["frames"]] == [50.0, 65.0, 80.0]
+
+
+def test_interpolate_makes_one_4d_layer(make_napari_viewer, qtbot, trained_model, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    widget = _dock(viewer, "Interpolate")
+    _use_model(widget, trained_model)
+    widget.seed_a.value, widget.seed_b.value, widget.frames.value = 1, 2, 3
+    widget.start()
+    _wait(qtbot, widget)
+    (layer,) = viewer.layers
+    assert layer.data.shape == (3, 20, 28, 20)
+    assert widget.export_movie(tmp_path / "morph.gif") == tmp_path / "morph.gif"
+    assert (tmp_path / "morph.gif").read_bytes()[:3] == b"GIF"
+
+
+def test_writer_and_reader_round_trip_with_affine(make_napari_viewer, model, tmp_path):
+    from napari_plugin._layers import brain_layer
+
+    viewer = make_napari_viewer()
+    data, kwargs, _ = brain_layer(model.sample(seed=1, steps=2))
+    layer = viewer.add_image(data, **kwargs)
+    path = tmp_path / "brain.nii.gz"
+    viewer.layers.save(str(path), selected=False, plugin="brainsynth")
+    assert (tmp_path / "brain.json").is_file()
+    (opened,) = viewer.open(str(path), plugin="brainsynth")
+    np.testing.assert_allclose(opened.affine.affine_matrix, layer.affine.affine_matrix)
+    np.testing.assert_array_equal(opened.data, layer.data)
+    assert opened.metadata["brainsynth"]["seed"] == 1
+
+
+def test_reader_places_a_real_scan_by_its_affine(make_napari_viewer, cohort_dir):
+    import nibabel as nib
+
+    viewer = make_napari_viewer()
+    path = cohort_dir / "sub-0001" / "anat" / "sub-0001_T1w.nii.gz"
+    (layer,) = viewer.open(str(path), plugin="brainsynth")
+    np.testing.assert_allclose(layer.affine.affine_matrix, nib.load(path).affine)
+
+
+def test_bad_model_folder_is_a_notification(make_napari_viewer, tmp_path):
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer()
+    widget = _dock(viewer, "Generate")
+    widget.model_controls.model_choice.value = FOLDER_CHOICE
+    widget.model_controls.model_folder.value = str(tmp_path)
+    assert widget.model_controls.model is None
+    assert widget.generate() is None
+    assert any("neither a brainsynth model folder" in str(n.message) for n in notification_manager.records)
+
+
+def test_sample_data_needs_the_demo_model():
+    from brainsynth.hub import PACKAGED_MODELS
+    from napari_plugin._sample_data import synthetic_brain
+
+    if (PACKAGED_MODELS / "demo").is_dir():
+        ((data, kwargs),) = synthetic_brain()
+        assert data.ndim == 3
+        assert "brainsynth" in kwargs["metadata"]
+    else:
+        with pytest.raises(brainsynth.ModelNotFoundError, match=r"demo model is not included"):
+            synthetic_brain()
+
+
+def test_explore_screenshot_writes_a_picture(trained_model, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "explore.png"
+    process = subprocess.run([sys.executable, "-m", "brainsynth", "explore", "--model", str(trained_model),
+                              "--screenshot", str(path)], capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert _not_blank(Image.open(path))
