@@ -180,3 +180,16 @@ def test_torchrun_two_processes_end_with_identical_weights(cohort_dir, trained_a
     assert agree[0]["identical"] is True
     start = next(e for e in read_log(run) if e.get("event") == "start")
     assert start["processes"] == 2
+
+
+def test_resume_with_more_steps_trains_longer_exactly(cohort_dir, trained_autoencoder, tmp_path):
+    config = write_training_config(tmp_path / "c.json", diffusion={"steps": 6, "checkpoint_every": 3})
+    longer = tmp_path / "longer"
+    train_diffusion(cohort_dir, trained_autoencoder, config, longer, device="cpu", quiet=True, steps=4)
+    train_diffusion(cohort_dir, trained_autoencoder, config, longer, device="cpu", quiet=True, resume=True, steps=8)
+    assert [e["step"] for e in read_log(longer) if e.get("event") == "resume"] == [4]
+    straight = tmp_path / "straight"
+    train_diffusion(cohort_dir, trained_autoencoder, config, straight, device="cpu", quiet=True, steps=8)
+    a = load_file(longer / "unet.safetensors")
+    b = load_file(straight / "unet.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

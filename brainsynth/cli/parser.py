@@ -126,6 +126,8 @@ def _add_training_commands(subparsers) -> None:
                          help="preset (tiny, demo, paper) or JSON file (default demo)")
         sub.add_argument("--output", "-o", required=True, metavar="DIR", help="run folder")
         sub.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+        sub.add_argument("--steps", type=int, metavar="N",
+                         help="train to N steps instead of the configuration's (with --resume: train longer)")
         sub.add_argument("--overwrite", action="store_true", help="replace a run already in the folder")
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
         sub.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

@@ -61,7 +61,8 @@ def run_train(args: argparse.Namespace) -> int:
     """``brainsynth train autoencoder|diffusion``."""
     from brainsynth.training import train_autoencoder, train_diffusion
 
-    options = {"resume": args.resume, "overwrite": args.overwrite, "device": args.device, "quiet": args.quiet}
+    options = {"resume": args.resume, "overwrite": args.overwrite, "device": args.device, "quiet": args.quiet,
+               "steps": args.steps}
     if args.stage == "autoencoder":
         result = train_autoencoder(args.data, args.config, args.output, **options)
     else:

@@ -22,8 +22,11 @@ __all__ = ["TrainingConfig", "TrainingInterrupted", "load_training_config", "tra
 
 
 def _train(task_name: str, data: str | Path, config: str | Path | TrainingConfig, output: str | Path, *,
-           autoencoder: str | Path | None, resume: bool, overwrite: bool, device: str, quiet: bool) -> Path:
+           autoencoder: str | Path | None, resume: bool, overwrite: bool, device: str, quiet: bool,
+           steps: int | None) -> Path:
     settings = config if isinstance(config, TrainingConfig) else load_training_config(config)
+    if steps is not None:
+        settings = settings.with_steps(task_name, steps)
     seed = getattr(settings, task_name).seed
     random.seed(seed)  # global states are checkpointed; start them from the config too
     np.random.seed(seed)
@@ -49,7 +52,7 @@ def _train(task_name: str, data: str | Path, config: str | Path | TrainingConfig
 
 def train_autoencoder(data: str | Path, config: str | Path | TrainingConfig, output: str | Path, *,
                       resume: bool = False, overwrite: bool = False, device: str = "auto",
-                      quiet: bool = False) -> Path:
+                      quiet: bool = False, steps: int | None = None) -> Path:
     """Train the autoencoder stage.
 
     Parameters
@@ -68,6 +71,8 @@ def train_autoencoder(data: str | Path, config: str | Path | TrainingConfig, out
         ``auto``, ``cpu``, ``cuda`` or ``mps``; under ``torchrun`` each process takes its own GPU.
     quiet : bool
         No progress bar.
+    steps : int, optional
+        Train to this many steps instead of the configuration's (with ``resume``: train longer).
 
     Returns
     -------
@@ -75,16 +80,16 @@ def train_autoencoder(data: str | Path, config: str | Path | TrainingConfig, out
         ``output/autoencoder.json``.
     """
     return _train("autoencoder", data, config, output, autoencoder=None, resume=resume, overwrite=overwrite,
-                  device=device, quiet=quiet)
+                  device=device, quiet=quiet, steps=steps)
 
 
 def train_diffusion(data: str | Path, autoencoder: str | Path, config: str | Path | TrainingConfig,
                     output: str | Path, *, resume: bool = False, overwrite: bool = False, device: str = "auto",
-                    quiet: bool = False) -> Path:
+                    quiet: bool = False, steps: int | None = None) -> Path:
     """Train the latent diffusion stage on a trained autoencoder's latents.
 
     The run folder becomes a brainsynth model folder that :func:`brainsynth.load_model` opens.
     See :func:`train_autoencoder` for the parameters.
     """
     return _train("diffusion", data, config, output, autoencoder=autoencoder, resume=resume, overwrite=overwrite,
-                  device=device, quiet=quiet)
+                  device=device, quiet=quiet, steps=steps)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,9 @@ from brainsynth.errors import InvalidParameterError
 from brainsynth.presets import UKB_COVARIATES
 
 PRESETS_DIR = Path(__file__).parent / "presets"
+
+#: Settings that say how long a run is and how often it reports, not how it trains.
+RUN_LENGTH_KEYS = ("steps", "checkpoint_every", "log_every", "image_every")
 
 #: Covariate sets a configuration can name, and the participants.tsv column of each covariate.
 COVARIATE_SETS: dict[str, tuple[tuple[CovariateSpec, ...], dict[str, str]]] = {
@@ -76,6 +79,7 @@ class DiffusionTraining:
     batch_size: int = 4
     lr: float = 1e-4
     ema_decay: float = 0.999
+    warmup_steps: int = 100
     conditioning_dropout: float = 0.0
     checkpoint_every: int = 100
     log_every: int = 10
@@ -101,8 +105,19 @@ class TrainingConfig:
         return json.loads(json.dumps({"data": asdict(self.data), task: asdict(getattr(self, task))}))
 
     def section_hash(self, task: str) -> str:
-        """SHA-256 of :meth:`section`, to tell whether a checkpoint belongs to this configuration."""
-        return hashlib.sha256(json.dumps(self.section(task), sort_keys=True).encode()).hexdigest()
+        """SHA-256 of the settings that shape training (:meth:`section` without the step count and the
+        checkpoint, log and image intervals), to tell whether a checkpoint belongs to this configuration.
+        A run may so be resumed with more steps to train longer."""
+        section = self.section(task)
+        for key in RUN_LENGTH_KEYS:
+            section[task].pop(key, None)
+        return hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()
+
+    def with_steps(self, task: str, steps: int) -> TrainingConfig:
+        """A copy whose ``task`` section trains for ``steps`` steps."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise InvalidParameterError(f"steps must be a positive integer (got {steps!r})")
+        return replace(self, **{task: replace(getattr(self, task), steps=steps)})
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

@@ -128,7 +128,7 @@ class DiffusionTask(TrainingTask):
         if context.enabled:
             self.unet = DistributedDataParallel(self.unet)
         self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=settings.lr)
-        warmup = max(1, settings.steps // 100)
+        warmup = max(1, settings.warmup_steps)
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
         schedule = settings.noise_schedule
         self.noise = DDPMScheduler(num_train_timesteps=schedule.num_train_timesteps, schedule=schedule.schedule,
