@@ -67,7 +67,8 @@ def test_conditioning_changes_the_brain(model):
     assert np.abs(young - old).max() > 1e-4
 
 
-@pytest.mark.parametrize(("scheduler", "steps"), [("ddim", 5), ("ddpm", 5), ("pndm", 5)])
+@pytest.mark.parametrize(("scheduler", "steps"), [("ddim", 5), ("ddpm", 5), ("pndm", 5), ("dpm-solver++", 5),
+                                                 ("unipc", 5)])
 def test_every_scheduler_is_deterministic_per_seed(model, scheduler, steps):
     a = model.sample(seed=4, steps=steps, scheduler=scheduler)
     b = model.sample(seed=4, steps=steps, scheduler=scheduler)
@@ -156,7 +157,7 @@ STORED_LATENT_CORNER = [17.693132400512695, -61.442726135253906, 22.558914184570
         ({"steps": 2.5}, r"steps must be an integer \(got 2.5\)"),
         ({"seed": -1}, r"seed must be between 0 and 2\*\*63-1 \(got -1\)"),
         ({"seed": "abc"}, r"seed must be an integer"),
-        ({"scheduler": "euler"}, r"scheduler must be one of ddim, ddpm, pndm \(got 'euler'\)"),
+        ({"scheduler": "euler"}, r"scheduler must be one of ddim, ddpm, pndm, dpm-solver\+\+, unipc \(got 'euler'\)"),
         ({"eta": 2.0}, r"eta must be a number between 0 and 1 \(got 2.0\)"),
         ({"eta": 0.5, "scheduler": "pndm"}, r"eta applies to the ddim scheduler only"),
         ({"batch_size": 0}, r"batch_size must be a positive integer \(got 0\)"),
@@ -190,3 +191,14 @@ def test_traverse_and_interpolate_validate_their_own_arguments(model):
         model.interpolate(1, 2, 1)
     with pytest.raises(brainsynth.InvalidParameterError, match=r"seed_b must be between 0 and 2\*\*63-1"):
         model.interpolate(1, -2, 3)
+
+
+def test_solvers_agree_at_many_steps(model):
+    """Every deterministic solver approximates the same ODE; with many steps they meet."""
+    reference = model.sample(seed=6, steps=1000, scheduler="ddim").volume
+    for scheduler in ("dpm-solver++", "unipc"):
+        many = model.sample(seed=6, steps=250, scheduler=scheduler).volume
+        assert np.abs(many - reference).max() < 2e-3, scheduler
+    few = model.sample(seed=6, steps=20, scheduler="dpm-solver++").volume
+    ddim_few = model.sample(seed=6, steps=20, scheduler="ddim").volume
+    assert np.abs(few - reference).mean() < np.abs(ddim_few - reference).mean()
