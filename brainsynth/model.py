@@ -159,6 +159,47 @@ class LatentDiffusionModel:
             step_seeds = list(seeds)
         return self._run(plan, x_T, [resolved] * x_T.shape[0], seeds, noise_info, step_seeds, callback)
 
+    def sample_batch(
+        self,
+        covariates: Sequence[Mapping[str, Any]],
+        seeds: Sequence[int],
+        *,
+        steps: int | None = None,
+        scheduler: str | None = None,
+        eta: float = 0.0,
+        batch_size: int = 1,
+        device: str | torch.device = "auto",
+        extrapolate: bool = False,
+        callback: ProgressCallback | None = None,
+    ) -> SampleResult:
+        """Generate one brain per (covariates, seed) pair, e.g. rows of a table.
+
+        Parameters
+        ----------
+        covariates : sequence of mapping
+            Covariates in real units for each brain.
+        seeds : sequence of int
+            Seed of each brain's initial noise (same length).
+        batch_size : int
+            Number of brains passed through the networks together.
+            See :meth:`sample` for the other parameters.
+
+        Returns
+        -------
+        SampleResult
+            One item per pair, in order; item ``i`` equals ``sample(covariates[i], seed=seeds[i])``.
+        """
+        if len(covariates) != len(seeds) or not seeds:
+            raise InvalidParameterError(
+                f"covariates and seeds must be non-empty and of equal length (got {len(covariates)} and {len(seeds)})"
+            )
+        resolved = [self._resolve(dict(values), extrapolate) for values in covariates]
+        checked = [check_seed(seed, f"seeds[{i}]") for i, seed in enumerate(seeds)]
+        plan = _SamplingPlan.check(self, steps, scheduler, eta, device, batch_size=batch_size)
+        x_T = torch.stack([draw_noise(s, self.config.latent_shape) for s in checked])  # noqa: N806
+        noise_info = [{"kind": "seed", "seed": s} for s in checked]
+        return self._run(plan, x_T, resolved, checked, noise_info, checked, callback)
+
     def traverse(
         self,
         covariate: str,

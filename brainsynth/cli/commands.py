@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from brainsynth.cli.parser import COVARIATE_FLAGS
 from brainsynth.cli.progress import progress_bar
@@ -142,6 +144,38 @@ def run_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_generate(args: argparse.Namespace) -> int:
+    """``brainsynth generate``."""
+    from tqdm.auto import tqdm
+
+    from brainsynth.generate import generate_dataset, parse_shard
+
+    shard = parse_shard(args.shard)
+    options = _sampling_options(args)
+    batch_size = options.pop("batch_size")
+    if args.device != "cpu" and "LOCAL_RANK" in os.environ and options["device"] in ("auto", "cuda"):
+        options["device"] = f"cuda:{os.environ['LOCAL_RANK']}" if torch.cuda.is_available() else "cpu"
+    model = load_model(args.model)
+    bar = None if args.quiet else tqdm(unit="brain", desc=f"shard {shard[0]}/{shard[1]}")
+
+    def progress(done: int, todo: int) -> None:
+        if bar is not None:
+            bar.total = todo
+            bar.n = done
+            bar.refresh()
+
+    try:
+        counts = generate_dataset(model, args.output, n=args.n, covariates=args.covariates, seed=args.seed,
+                                  shard=shard, batch_size=batch_size, extrapolate=args.extrapolate,
+                                  progress=progress, **options)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"shard {shard[0]}/{shard[1]}: wrote {counts['written']}, skipped {counts['skipped']} already done "
+          f"(of {counts['total']} rows) in {args.output}")
+    return 0
+
+
 def describe_model(model: LatentDiffusionModel) -> str:
     """Text block describing a model's grid and covariates, for ``brainsynth info``."""
     config = model.config
@@ -206,6 +240,7 @@ COMMANDS = {
     "traverse": run_traverse,
     "interpolate": run_interpolate,
     "info": run_info,
+    "generate": run_generate,
     "explore": run_explore,
     "download": run_download,
 }

@@ -30,6 +30,11 @@ EXAMPLES = {
     "interpolate": """examples:
   brainsynth interpolate --seed-a 1 --seed-b 2 --frames 8 --output morph.nii.gz
   brainsynth interpolate --seed-a 1 --seed-b 1 --frames 5 --age 50 --age-b 80 --output folder/""",
+    "generate": """examples:
+  brainsynth generate --n 1000 --output synthetic/            # covariates drawn over the training ranges
+  brainsynth generate --covariates wanted.tsv --output synthetic/ --batch-size 4
+  brainsynth generate --covariates wanted.tsv --output synthetic/ --shard 2/4   # machine 2 of 4
+  torchrun --nproc_per_node=8 -m brainsynth generate --covariates wanted.tsv --output synthetic/ --device cuda""",
     "info": """examples:
   brainsynth info
   brainsynth info --model ukb""",
@@ -193,6 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_covariates(interpolate, suffix="-b", what=" at the end (default: the same as at the start)")
     _add_sampling(interpolate)
     _add_output(interpolate, "a .nii/.nii.gz file (one 4D volume, frames last) or a folder (one file per frame)")
+
+    generate = _subparser(subparsers, "generate", "Generate a dataset: one NIfTI + sidecar per row, resumable.")
+    _add_model(generate)
+    generate.add_argument("--n", type=int, metavar="N", help="number of brains (or at most N rows of the table)")
+    generate.add_argument("--covariates", metavar="FILE.tsv",
+                          help="table with a column per covariate (optional id and seed columns)")
+    generate.add_argument("--seed", type=int, default=0, help="base seed: row i uses seed + i (default 0)")
+    generate.add_argument("--shard", metavar="K/N", help="do shard K of N (default: the torchrun process's, or all)")
+    generate.add_argument("--extrapolate", action="store_true", help="allow covariates beyond the training range")
+    _add_sampling(generate)
+    generate.add_argument("--output", "-o", required=True, metavar="DIR", help="dataset folder")
+    generate.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     info = _subparser(subparsers, "info", "Show the models found, their covariates and the devices available.")
     info.add_argument("--model", metavar="M", help="describe this model in detail")
