@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # figures in tests never open windows, Xvfb or not
 
 from brainsynth.model_dir import save_model_dir
 from tests.tiny import TINY_AUTOENCODER, TINY_UNET, tiny_model

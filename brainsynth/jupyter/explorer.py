@@ -1,0 +1,198 @@
+"""The Jupyter explorer: the napari controls as ipywidgets, with orthogonal slices of the result."""
+
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+
+from brainsynth.covariates import EXTRAPOLATION_BOUNDS, CovariateSpec
+from brainsynth.devices import available_devices
+from brainsynth.errors import BrainsynthError, SamplingCancelled
+from brainsynth.loading import load_model
+from brainsynth.model import LatentDiffusionModel
+from brainsynth.result import SampleResult
+from brainsynth.sampling import StepProgress
+from brainsynth.schedulers import SCHEDULERS
+
+MAX_SEED = 2**31 - 1
+
+
+def covariate_widget(spec: CovariateSpec, extrapolate: bool = False) -> widgets.Widget:
+    """A dropdown for a categorical covariate, else a slider in real units over its range."""
+    style = {"description_width": "150px"}
+    if spec.categorical:
+        return widgets.Dropdown(options=list(spec.choices), value=spec.default, description=spec.label, style=style)
+    low, high = sorted(spec.denormalise(b) for b in EXTRAPOLATION_BOUNDS) if extrapolate else (spec.low, spec.high)
+    value = spec.default if spec.default is not None else (low + high) / 2
+    label = f"{spec.label} ({spec.unit})" if spec.unit else spec.label
+    return widgets.FloatSlider(value=min(max(value, low), high), min=low, max=high, step=(high - low) / 200,
+                               description=label, style=style, continuous_update=False,
+                               layout=widgets.Layout(width="480px"))
+
+
+class Explorer:
+    """Covariate controls, sampling settings, Generate/Cancel with progress, and slice views.
+
+    Parameters
+    ----------
+    model : str, Path or LatentDiffusionModel
+        Model name, folder or loaded model (default ``"demo"``).
+
+    Attributes
+    ----------
+    result : SampleResult or None
+        The last generated brain.
+    covariates : dict
+        The covariate widgets by name; ``seed``, ``steps``, ``scheduler``, ``device``, ``extrapolate``,
+        ``generate_button``, ``cancel_button``, ``progress``, ``status`` and ``slice_sliders`` are the
+        other controls.
+
+    Examples
+    --------
+    >>> explorer = Explorer("demo")  # doctest: +SKIP
+    >>> explorer                      # shows the controls in a notebook  # doctest: +SKIP
+    >>> explorer.covariates["age"].value = 75  # doctest: +SKIP
+    >>> explorer.generate(wait=True).save("brain.nii.gz")  # doctest: +SKIP
+    """
+
+    def __init__(self, model: str | Path | LatentDiffusionModel = "demo") -> None:
+        self.model = model if isinstance(model, LatentDiffusionModel) else load_model(model)
+        config = self.model.config
+        self.extrapolate = widgets.Checkbox(value=False, description="extrapolate beyond the training range")
+        self.covariates: dict[str, widgets.Widget] = {}
+        self.covariate_box = widgets.VBox()
+        self._build_covariates()
+        self.seed = widgets.BoundedIntText(value=0, min=0, max=MAX_SEED, description="seed")
+        self.random_seed = widgets.Button(description="random seed")
+        self.steps = widgets.BoundedIntText(value=config.default_steps, min=1, max=1000, description="steps")
+        self.scheduler = widgets.Dropdown(options=list(SCHEDULERS), value=config.default_scheduler,
+                                          description="scheduler")
+        self.device = widgets.Dropdown(options=["auto", *available_devices()], value="auto", description="device")
+        self.generate_button = widgets.Button(description="Generate", button_style="primary")
+        self.cancel_button = widgets.Button(description="Cancel", disabled=True)
+        self.progress = widgets.IntProgress(value=0, min=0, max=config.default_steps, description="sampling")
+        self.status = widgets.Label(value="")
+        self.slice_sliders = {axis: widgets.IntSlider(value=size // 2, min=0, max=size - 1, description=axis,
+                                                      continuous_update=False)
+                              for axis, size in zip("xyz", config.image_shape, strict=True)}
+        self.view = widgets.Output()
+        self.result: SampleResult | None = None
+        self._thread: threading.Thread | None = None
+        self._cancel = threading.Event()
+        self.random_seed.on_click(lambda _: setattr(self.seed, "value", random.randint(0, MAX_SEED)))
+        self.generate_button.on_click(lambda _: self.generate())
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.extrapolate.observe(lambda _: self._build_covariates(), names="value")
+        for slider in self.slice_sliders.values():
+            slider.observe(lambda _: self.draw(), names="value")
+        self.widget = widgets.VBox([
+            widgets.HTML(f"<b>brainsynth</b>: {config.name}"), self.covariate_box, self.extrapolate,
+            widgets.HBox([self.seed, self.random_seed]), widgets.HBox([self.steps, self.scheduler, self.device]),
+            widgets.HBox([self.generate_button, self.cancel_button, self.progress, self.status]),
+            widgets.HBox(list(self.slice_sliders.values())), self.view,
+        ])
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _build_covariates(self) -> None:
+        previous = {name: w.value for name, w in self.covariates.items()}
+        self.covariates = {s.name: covariate_widget(s, self.extrapolate.value) for s in self.model.config.covariates}
+        for name, value in previous.items():
+            widget = self.covariates[name]
+            if isinstance(widget, widgets.FloatSlider):
+                widget.value = min(max(value, widget.min), widget.max)
+        self.covariate_box.children = list(self.covariates.values())
+
+    def values(self) -> dict[str, Any]:
+        """Covariate values in real units, by name."""
+        return {name: widget.value for name, widget in self.covariates.items()}
+
+    def generate(self, wait: bool = False) -> SampleResult | None:
+        """Sample with the current settings; in a background thread unless ``wait``.
+
+        Returns the result when ``wait`` is true (None if cancelled), else None at once.
+        """
+        if self._thread is not None and self._thread.is_alive():
+            return None
+        self._cancel.clear()
+        self.progress.max, self.progress.value = int(self.steps.value), 0
+        self.generate_button.disabled, self.cancel_button.disabled = True, False
+        self.status.value = "sampling..."
+        if wait:
+            self._run()
+            return self.result
+        self._thread = threading.Thread(target=self._run, name="brainsynth-explorer", daemon=True)
+        self._thread.start()
+        return None
+
+    def wait(self, timeout: float | None = None) -> SampleResult | None:
+        """Wait for a background run to end and return the result."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.result
+
+    def cancel(self) -> None:
+        """Stop sampling at the next step; the previous result stays."""
+        self._cancel.set()
+
+    def _on_step(self, progress: StepProgress) -> None:
+        if self._cancel.is_set():
+            raise SamplingCancelled("cancelled")
+        self.progress.value = progress.step
+
+    def _run(self) -> None:
+        try:
+            result = self.model.sample(self.values(), seed=int(self.seed.value), steps=int(self.steps.value),
+                                       scheduler=self.scheduler.value, device=self.device.value,
+                                       extrapolate=bool(self.extrapolate.value), callback=self._on_step)
+        except SamplingCancelled:
+            self.status.value = "cancelled"
+        except BrainsynthError as error:
+            self.status.value = f"error: {error}"
+        else:
+            self.result = result
+            self.status.value = f"done in {result.provenance['time_taken_s']:.1f} s"
+            self.draw()
+        finally:
+            self.generate_button.disabled, self.cancel_button.disabled = False, True
+
+    def figure(self) -> plt.Figure | None:
+        """Orthogonal slices of the current result at the slider positions (None before the first run)."""
+        if self.result is None:
+            return None
+        from brainsynth.jupyter.views import orthogonal_slices
+
+        positions = tuple(self.slice_sliders[a].value for a in "xyz")
+        return orthogonal_slices(self.result.volume, positions, title=_title(self.result))
+
+    def draw(self) -> None:
+        """Redraw the slice view."""
+        figure = self.figure()
+        if figure is None:
+            return
+        self.view.clear_output(wait=True)
+        with self.view:
+            from IPython.display import display
+
+            display(figure)
+        plt.close(figure)
+
+    def save(self, path: str | Path, **options: Any) -> list[Path]:
+        """Save the current result as NIfTI with its sidecar (see :meth:`SampleResult.save`)."""
+        if self.result is None:
+            raise BrainsynthError("nothing to save yet: generate a brain first")
+        return self.result.save(path, **options)
+
+
+def _title(result: SampleResult) -> str:
+    values = ", ".join(f"{k} {v:.0f}" if not isinstance(v, str) else v for k, v in result.covariates[0].items())
+    return f"{values}; seed {result.seeds[0]}"
+

@@ -1,0 +1,72 @@
+"""The Jupyter explorer and teaching views, driven from Python as a notebook would."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import brainsynth
+from brainsynth.jupyter import (
+    Explorer,
+    animate,
+    record_denoising,
+    show_denoising,
+    show_forward_process,
+    show_interpolation,
+    show_traversal,
+)
+
+
+def test_explorer_generates_with_the_widget_values(model, tmp_path):
+    explorer = Explorer(model)
+    explorer.covariates["age"].value = 75.0
+    explorer.covariates["sex"].value = "male"
+    explorer.seed.value = 4
+    explorer.steps.value = 3
+    result = explorer.generate(wait=True)
+    assert result is explorer.result
+    assert result.covariates[0]["sex"] == "male"
+    assert result.covariates[0]["age"] == pytest.approx(75.0, abs=0.5)
+    assert explorer.progress.value == 3
+    assert explorer.status.value.startswith("done in")
+    expected = model.sample(explorer.values(), seed=4, steps=3).volume
+    np.testing.assert_array_equal(result.volume, expected)
+    figure = explorer.figure()
+    assert len(figure.axes) == 3
+    (path,) = explorer.save(tmp_path / "brain.nii.gz")
+    assert path.is_file()
+
+
+def test_explorer_background_run_and_cancel(model):
+    explorer = Explorer(model)
+    explorer.steps.value = 1000
+    explorer.generate()
+    explorer.cancel()
+    assert explorer.wait(timeout=60) is None
+    assert explorer.status.value == "cancelled"
+    assert not explorer.generate_button.disabled
+
+
+def test_explorer_extrapolate_widens_the_sliders(model):
+    explorer = Explorer(model)
+    assert explorer.covariates["age"].max == 82.0
+    explorer.extrapolate.value = True
+    assert explorer.covariates["age"].max == pytest.approx(120.0)
+    with pytest.raises(brainsynth.BrainsynthError, match=r"nothing to save yet"):
+        explorer.save("x.nii.gz")
+
+
+def test_teaching_views(model):
+    traversal = show_traversal(model, "age", [50, 80], seed=1, steps=2, measure=False)
+    assert len(traversal.axes) == 4
+    interpolation = show_interpolation(model, 1, 2, frames=3, steps=2)
+    assert len(interpolation.axes) == 6
+    result, snapshots = record_denoising(model, [1, 3], seed=0, steps=3)
+    assert [s[0] for s in snapshots] == [1, 3]
+    assert snapshots[0][2].shape == (1, 3, 8, 8, 8)
+    denoising = show_denoising(model, seed=0, steps=4)
+    assert len(denoising.axes) == 3 * 4
+    forward = show_forward_process(model, result.volume, timesteps=(0, 500, 999))
+    assert len(forward.axes) == 6
+    gif = animate(model.traverse("age", [50, 65, 80], steps=2))
+    assert gif.data[:3] == b"GIF"
