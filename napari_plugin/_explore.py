@@ -12,6 +12,7 @@ def explore(model: str | None = None, screenshot: str | Path | None = None, seed
     close instead of waiting for the user.
     """
     import napari
+    from qtpy.QtWidgets import QApplication
 
     from napari_plugin._generate import GenerateWidget
     from napari_plugin._layers import brain_layer
@@ -35,9 +36,12 @@ def explore(model: str | None = None, screenshot: str | Path | None = None, seed
     data, kwargs, _ = brain_layer(chosen.sample(generate.model_controls.values(), seed=seed))
     viewer.add_image(data, **kwargs)
     viewer.dims.ndisplay = 3
-    viewer.camera.angles = (0.0, 30.0, 120.0)
     viewer.reset_view()
-    viewer.camera.zoom *= 0.85
+    viewer.camera.angles = (-20.0, 35.0, 145.0)
+    viewer.camera.zoom *= 0.9
+    for dock in (traverse, interpolate):
+        dock.setVisible(True)
+    QApplication.processEvents()
     viewer.screenshot(str(screenshot), canvas_only=False, flash=False)
     viewer.close()
     return Path(screenshot)
