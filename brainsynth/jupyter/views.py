@@ -86,7 +86,8 @@ def show_traversal(model: LatentDiffusionModel, covariate: str, values: Sequence
     """
     result = model.traverse(covariate, list(values), seed=seed, **options)
     unit = model.config.covariate(covariate).unit
-    return show_result_grid(result, [f"{covariate}\n{v:g} {unit}" for v in values], measure=measure)
+    labels = [f"{covariate}\n{v:g} {unit}" if isinstance(v, int | float) else f"{covariate}\n{v}" for v in values]
+    return show_result_grid(result, labels, measure=measure)
 
 
 def show_interpolation(model: LatentDiffusionModel, seed_a: int, seed_b: int, frames: int = 6, *,
