@@ -20,6 +20,7 @@ def reference_sample(
     unet: torch.nn.Module,
     scheduler,
     conditioning: torch.Tensor,
+    scale_factor: float = 1.0,
 ) -> torch.Tensor:
     """Sample as the bundle does.
 
@@ -33,6 +34,8 @@ def reference_sample(
         A scheduler with its timesteps set (the bundle: DDIM, 50 steps).
     conditioning : torch.Tensor
         Normalised covariates, shape (B, 1, N).
+    scale_factor : float
+        Latent scale of models trained with one (the published model has none: 1.0, the bundle's way).
 
     Returns
     -------
@@ -52,4 +55,4 @@ def reference_sample(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # CUDA autocast warns when no GPU is present
         with torch.autocast("cuda", enabled=noise.is_cuda):
-            return autoencoder.decode_stage_2_outputs(image)
+            return autoencoder.decode_stage_2_outputs(image / scale_factor)

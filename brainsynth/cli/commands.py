@@ -176,6 +176,22 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_benchmark(args: argparse.Namespace) -> int:
+    """``brainsynth benchmark``."""
+    from brainsynth.benchmark import benchmark, format_report
+    from brainsynth.nifti import atomic_write_json
+
+    if args.runs < 1:
+        raise InvalidParameterError(f"--runs must be at least 1 (got {args.runs})")
+    resolve_device(args.device)
+    report = benchmark(args.model, device=args.device, steps=args.steps, scheduler=args.scheduler, runs=args.runs,
+                       seed=args.seed, random_weights=args.random_weights)
+    print(format_report(report))
+    if args.json:
+        atomic_write_json(args.json, report)
+    return 0
+
+
 def describe_model(model: LatentDiffusionModel) -> str:
     """Text block describing a model's grid and covariates, for ``brainsynth info``."""
     config = model.config
@@ -241,6 +257,7 @@ COMMANDS = {
     "interpolate": run_interpolate,
     "info": run_info,
     "generate": run_generate,
+    "benchmark": run_benchmark,
     "explore": run_explore,
     "download": run_download,
 }

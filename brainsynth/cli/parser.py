@@ -35,6 +35,9 @@ EXAMPLES = {
   brainsynth generate --covariates wanted.tsv --output synthetic/ --batch-size 4
   brainsynth generate --covariates wanted.tsv --output synthetic/ --shard 2/4   # machine 2 of 4
   torchrun --nproc_per_node=8 -m brainsynth generate --covariates wanted.tsv --output synthetic/ --device cuda""",
+    "benchmark": """examples:
+  brainsynth benchmark --model demo --runs 3
+  brainsynth benchmark --model ukb --random-weights --device cuda --runs 5 --json bench.json""",
     "info": """examples:
   brainsynth info
   brainsynth info --model ukb""",
@@ -210,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(generate)
     generate.add_argument("--output", "-o", required=True, metavar="DIR", help="dataset folder")
     generate.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    bench = _subparser(subparsers, "benchmark", "Time the bundle's reference sampler against brainsynth's.")
+    _add_model(bench)
+    bench.add_argument("--random-weights", action="store_true",
+                       help="with --model ukb: the published architecture with random weights (timing only)")
+    bench.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    bench.add_argument("--steps", type=int, metavar="N", help="brainsynth's steps (default: the model's)")
+    bench.add_argument("--scheduler", choices=list(SCHEDULERS), type=str.lower, help="brainsynth's scheduler")
+    bench.add_argument("--runs", type=int, default=1, help="runs per side; the median is reported (default 1)")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the shared noise (default 0)")
+    bench.add_argument("--json", metavar="FILE", help="also write the report as JSON")
 
     info = _subparser(subparsers, "info", "Show the models found, their covariates and the devices available.")
     info.add_argument("--model", metavar="M", help="describe this model in detail")

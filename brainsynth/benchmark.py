@@ -1,0 +1,181 @@
+"""``brainsynth benchmark``: the bundle's reference sampling loop against brainsynth's, on the same noise.
+
+Each side runs in its own process, so each peak memory is its own (RSS on the CPU, CUDA max allocated
+on a GPU). Reported per side: seconds per brain (median of the runs) and peak memory; then the
+speed-up and memory ratios, and how far brainsynth's brain is from the reference DDIM-50 brain
+(maximum and mean absolute difference, PSNR, SSIM).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from brainsynth.devices import resolve_device
+from brainsynth.errors import BrainsynthError
+from brainsynth.model import LatentDiffusionModel
+from brainsynth.noise import draw_noise
+
+REFERENCE_STEPS = 50
+
+
+@dataclass
+class Side:
+    """Measurements of one sampling method."""
+
+    name: str
+    seconds: list[float]
+    peak_memory_mb: float
+    memory_kind: str
+
+    @property
+    def median_seconds(self) -> float:
+        return float(np.median(self.seconds))
+
+
+def load_benchmark_model(name_or_path: str, random_weights: bool, seed: int = 0) -> LatentDiffusionModel:
+    """The model to time; ``random_weights`` builds the published architecture (or the named preset's)
+    with random weights, which is enough for timing when the real weights are absent."""
+    from brainsynth.loading import load_model
+
+    if not random_weights:
+        return load_model(name_or_path)
+    from brainsynth.networks import build_autoencoder, build_unet
+    from brainsynth.presets import ukb_config
+
+    if name_or_path != "ukb":
+        raise BrainsynthError("--random-weights builds the published architecture: use it with --model ukb")
+    torch.manual_seed(seed)
+    config = ukb_config(name="ukb-random-weights")
+    return LatentDiffusionModel(config, build_autoencoder(config.autoencoder), build_unet(config.unet),
+                                source="random weights (timing only)")
+
+
+def _peak(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "CUDA max allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "peak RSS"
+
+
+def run_side(spec: dict[str, Any]) -> dict[str, Any]:
+    """One side of the benchmark, in this process (called in a subprocess by :func:`benchmark`)."""
+    model = load_benchmark_model(spec["model"], spec["random_weights"])
+    device = resolve_device(spec["device"])
+    model.to(device)
+    noise = draw_noise(spec["seed"], model.config.latent_shape)[None]
+    covariates = {"sex": "female", "age": 64.0} if "sex" in model.config.covariate_names else {}
+    from brainsynth.schedulers import make_scheduler
+
+    make_scheduler(spec["scheduler"], model.config.noise_schedule, 1)  # imports happen before the clock starts
+    seconds, volume = [], None
+    for _ in range(spec["runs"]):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        if spec["side"] == "reference":
+            volume = _reference(model, noise.to(device), covariates, device)
+        else:
+            volume = model.sample(covariates, noise=noise, steps=spec["steps"], scheduler=spec["scheduler"],
+                                  device=device).volume
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds.append(time.perf_counter() - started)
+    np.save(spec["volume_path"], volume)
+    peak, kind = _peak(device)
+    return {"seconds": seconds, "peak_memory_mb": peak, "memory_kind": kind}
+
+
+def _reference(model: LatentDiffusionModel, noise: torch.Tensor, covariates: dict, device: torch.device) -> np.ndarray:
+    from brainsynth.covariates import resolve_covariates
+    from brainsynth.reference import reference_sample
+    from brainsynth.schedulers import make_scheduler
+
+    normalised = resolve_covariates(model.config.covariates, covariates).normalised
+    conditioning = torch.tensor([[normalised]], dtype=torch.float32, device=device)
+    scheduler = make_scheduler("ddim", model.config.noise_schedule, REFERENCE_STEPS)
+    image = reference_sample(noise, model.autoencoder, model.unet, scheduler, conditioning,
+                             scale_factor=model.config.scale_factor)
+    return image[0, 0].float().cpu().numpy()
+
+
+def _run_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
+    process = subprocess.run([sys.executable, "-m", "brainsynth.benchmark", json.dumps(spec)],
+                             capture_output=True, text=True)
+    if process.returncode != 0:
+        raise BrainsynthError(f"benchmark side {spec['side']} failed: {process.stderr.strip().splitlines()[-1:]}")
+    return json.loads(process.stdout.strip().splitlines()[-1])
+
+
+def benchmark(model: str, *, device: str = "auto", steps: int | None = None, scheduler: str | None = None,
+              runs: int = 1, seed: int = 0, random_weights: bool = False) -> dict[str, Any]:
+    """Time the reference loop (DDIM-50) and brainsynth's sampler on the same noise; return the report."""
+    from brainsynth.evaluation.metrics import psnr, ssim
+
+    loaded = load_benchmark_model(model, random_weights)  # fails early on a bad model
+    steps = steps or loaded.config.default_steps
+    scheduler = scheduler or loaded.config.default_scheduler
+    del loaded
+    with tempfile.TemporaryDirectory() as folder:
+        sides, volumes = {}, {}
+        for side in ("reference", "brainsynth"):
+            spec = {"side": side, "model": model, "random_weights": random_weights, "device": device,
+                    "steps": steps, "scheduler": scheduler, "runs": runs, "seed": seed,
+                    "volume_path": str(Path(folder) / f"{side}.npy")}
+            measured = _run_in_subprocess(spec)
+            sides[side] = Side(name=side, seconds=measured["seconds"], peak_memory_mb=measured["peak_memory_mb"],
+                               memory_kind=measured["memory_kind"])
+            volumes[side] = np.load(spec["volume_path"])
+    difference = np.abs(volumes["brainsynth"] - volumes["reference"])
+    clipped = [np.clip(volumes[s], 0, 1) for s in ("reference", "brainsynth")]
+    return {
+        "model": model, "device": str(resolve_device(device)), "runs": runs,
+        "device_name": torch.cuda.get_device_name() if resolve_device(device).type == "cuda" else _cpu_name(),
+        "reference": {**asdict(sides["reference"]), "median_seconds": sides["reference"].median_seconds,
+                      "method": f"bundle loop, ddim {REFERENCE_STEPS} steps"},
+        "brainsynth": {**asdict(sides["brainsynth"]), "median_seconds": sides["brainsynth"].median_seconds,
+                       "method": f"{scheduler} {steps} steps"},
+        "speedup": sides["reference"].median_seconds / sides["brainsynth"].median_seconds,
+        "memory_ratio": sides["reference"].peak_memory_mb / sides["brainsynth"].peak_memory_mb,
+        "difference_to_ddim50": {"max_abs": float(difference.max()), "mean_abs": float(difference.mean()),
+                                 "psnr_db": psnr(*clipped), "ssim": ssim(*clipped)},
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "CPU"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a small text table."""
+    lines = [f"model {report['model']} on {report['device']} ({report['device_name']}), {report['runs']} run(s)"]
+    for side in ("reference", "brainsynth"):
+        entry = report[side]
+        lines.append(f"  {side:<11} {entry['method']:<28} {entry['median_seconds']:8.2f} s per brain   "
+                     f"{entry['peak_memory_mb']:9.0f} MB {entry['memory_kind']}")
+    diff = report["difference_to_ddim50"]
+    lines.append(f"  speed-up {report['speedup']:.2f}x, memory {report['memory_ratio']:.2f}x less; difference to "
+                 f"DDIM-50: max {diff['max_abs']:.4f}, mean {diff['mean_abs']:.5f}, PSNR {diff['psnr_db']:.1f} dB, "
+                 f"SSIM {diff['ssim']:.4f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # one side, in a subprocess of benchmark()
+    print(json.dumps(run_side(json.loads(sys.argv[1]))))

@@ -1,0 +1,27 @@
+"""The benchmark: both sides run, on the same noise; DDIM-50 on our side reproduces the reference."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from brainsynth.benchmark import benchmark, format_report
+
+
+def test_ddim50_side_equals_the_reference_loop(trained_model):
+    report = benchmark(str(trained_model), device="cpu", steps=50, scheduler="ddim", runs=1)
+    assert report["difference_to_ddim50"]["max_abs"] < 1e-5
+    assert report["reference"]["peak_memory_mb"] > 0
+    assert report["brainsynth"]["median_seconds"] > 0
+    assert report["speedup"] > 0
+    assert "speed-up" in format_report(report)
+
+
+def test_benchmark_command_writes_json(trained_model, tmp_path):
+    out = tmp_path / "bench.json"
+    process = subprocess.run([sys.executable, "-m", "brainsynth", "benchmark", "--model", str(trained_model),
+                              "--scheduler", "dpm-solver++", "--steps", "10", "--device", "cpu", "--json", str(out)],
+                             capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr
+    assert "dpm-solver++ 10 steps" in process.stdout
+    assert out.read_text().startswith("{")
