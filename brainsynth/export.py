@@ -9,8 +9,6 @@ and ``models/model.pt`` (state dicts in current MONAI format) and ``docs/README.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 
 from brainsynth._version import __version__
+from brainsynth.atomic import staged_directory
 from brainsynth.errors import InvalidParameterError, OutputExistsError
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.model_dir import default_model_card
@@ -118,8 +117,7 @@ def export_bundle(model: LatentDiffusionModel, output: str | Path, *, overwrite:
         raise InvalidParameterError(f"output folder {str(output.parent)!r} does not exist; create it first")
     if output.exists() and not overwrite:
         raise OutputExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
+    with staged_directory(output, overwrite=True) as staging:
         for folder in ("configs", "models", "docs"):
             (staging / folder).mkdir()
         torch.save({k: v.cpu() for k, v in model.autoencoder.state_dict().items()}, staging / "models/autoencoder.pt")
@@ -128,10 +126,4 @@ def export_bundle(model: LatentDiffusionModel, output: str | Path, *, overwrite:
         (staging / "configs/metadata.json").write_text(json.dumps(_metadata(model), indent=4) + "\n")
         (staging / BRAINSYNTH_CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
         (staging / "docs/README.md").write_text(default_model_card(model))
-        if output.exists():
-            shutil.rmtree(output)
-        staging.rename(output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output

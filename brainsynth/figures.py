@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from brainsynth.atomic import atomic_write_bytes
 from brainsynth.errors import BrainsynthError
-from brainsynth.nifti import atomic_write_bytes
 
 
 def _ras_slices(volume: np.ndarray, affine: np.ndarray) -> list[np.ndarray]:

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from brainsynth.atomic import atomic_write_bytes
 from brainsynth.errors import InvalidParameterError
 from brainsynth.model import LatentDiffusionModel
-from brainsynth.nifti import atomic_write_bytes, sidecar_path
+from brainsynth.nifti import sidecar_path
 
 ID_COLUMNS = ("id", "participant_id")
 

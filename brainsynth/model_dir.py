@@ -7,18 +7,16 @@ file and that file's SHA-256, which is checked on every load.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import save_file
 
+from brainsynth.atomic import atomic_write_json, staged_directory
 from brainsynth.config import ModelConfig
 from brainsynth.errors import ModelLoadError, OutputExistsError
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.networks import build_autoencoder, build_unet, load_weights
-from brainsynth.nifti import atomic_write_json
 from brainsynth.weights import hash_file, read_state_dict, verify_hash
 
 MANIFEST = "model.json"
@@ -147,13 +145,6 @@ def save_model_dir(
         raise OutputExistsError(f"{directory} exists; pass overwrite=True (--overwrite) to replace it")
     if not directory.parent.is_dir():
         raise ModelLoadError(f"folder {directory.parent} does not exist; create it first")
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with staged_directory(directory, overwrite=True) as staging:
         write_model_files(model, staging, card=card)
-        if directory.exists():
-            shutil.rmtree(directory)
-        staging.rename(directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return directory

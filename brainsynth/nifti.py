@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from brainsynth.atomic import atomic_write_bytes, atomic_write_json
 from brainsynth.errors import InvalidParameterError, OutputExistsError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -54,36 +53,6 @@ def check_output_path(path: str | Path, *, overwrite: bool = False, name: str = 
             if target.exists():
                 raise OutputExistsError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
     return path
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, data: Mapping[str, Any]) -> None:
-    """Write a JSON document atomically."""
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n").encode())
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray | tuple):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def to_dtype(volume: np.ndarray, dtype: str) -> np.ndarray:

@@ -178,8 +178,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_benchmark(args: argparse.Namespace) -> int:
     """``brainsynth benchmark``."""
+    from brainsynth.atomic import atomic_write_json
     from brainsynth.benchmark import benchmark, format_report
-    from brainsynth.nifti import atomic_write_json
 
     if args.runs < 1:
         raise InvalidParameterError(f"--runs must be at least 1 (got {args.runs})")

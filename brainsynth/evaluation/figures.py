@@ -6,7 +6,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from brainsynth.nifti import atomic_write_bytes
+from brainsynth.atomic import atomic_write_bytes
 
 
 def save_scatter(requested: Sequence[float], measured: Sequence[float], path: str | Path, *, label: str,

@@ -13,14 +13,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from brainsynth._version import __version__
+from brainsynth.atomic import staged_directory
 from brainsynth.errors import InvalidParameterError, OutputExistsError
 from brainsynth.nifti import nifti_bytes
 from brainsynth.synthetic.anatomy import cohort_grid, draw_subject, synthesize_subject
@@ -96,8 +95,7 @@ def generate_cohort(
     _check_request(n, spacing, seed, output, overwrite)
     grid = cohort_grid(float(spacing))
     rng = np.random.default_rng(seed)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
+    with staged_directory(output, overwrite=True) as staging:
         rows, subjects = [], []
         for index in range(1, n + 1):
             participant = f"sub-{index:04d}"
@@ -119,12 +117,6 @@ def generate_cohort(
         _write_tables(staging, rows, subjects, {"n": n, "spacing_mm": float(spacing), "seed": seed,
                                                 "shape": list(grid.shape), "affine": grid.affine.tolist(),
                                                 "brainsynth_version": __version__})
-        if output.exists():
-            shutil.rmtree(output)
-        staging.rename(output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output
 
 

@@ -22,9 +22,9 @@ from monai.networks.nets import PatchDiscriminator
 from safetensors.torch import save_file
 from torch.nn.parallel import DistributedDataParallel
 
+from brainsynth.atomic import atomic_write_json
 from brainsynth.errors import InvalidParameterError, ModelLoadError
 from brainsynth.networks import build_autoencoder, load_weights
-from brainsynth.nifti import atomic_write_json
 from brainsynth.training.config import TrainingConfig
 from brainsynth.training.data import TrainingImages
 from brainsynth.training.distributed import Distributed

@@ -7,16 +7,16 @@ run continues exactly where the checkpoint was taken.
 
 from __future__ import annotations
 
-import os
+import io
 import pickle
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from brainsynth.atomic import atomic_write_bytes
 from brainsynth.errors import BrainsynthError
 
 CHECKPOINT_NAME = "last.pt"
@@ -53,16 +53,9 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / CHECKPOINT_NAME
-    handle, temp = tempfile.mkstemp(prefix=".last.", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save({"format": FORMAT, **state}, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    atomic_write_bytes(target, buffer.getvalue())
     return target
 
 

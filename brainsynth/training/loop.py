@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
+from brainsynth.atomic import atomic_write_json
 from brainsynth.errors import BrainsynthError, InvalidParameterError, OutputExistsError
-from brainsynth.nifti import atomic_write_json
 from brainsynth.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from brainsynth.training.distributed import Distributed, any_rank, barrier, gather_strings, weights_checksum
 from brainsynth.training.logs import RunLogger
