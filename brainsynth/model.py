@@ -23,7 +23,7 @@ from brainsynth.devices import resolve_device
 from brainsynth.errors import InvalidParameterError
 from brainsynth.noise import check_seed, draw_noise, slerp
 from brainsynth.result import SampleResult
-from brainsynth.sampling import ProgressCallback, StepProgress, denoise
+from brainsynth.sampling import PRECISIONS, ProgressCallback, StepProgress, autocast, denoise
 from brainsynth.schedulers import STOCHASTIC_SCHEDULERS, check_scheduler_settings, make_scheduler
 
 
@@ -98,6 +98,7 @@ class LatentDiffusionModel:
         device: str | torch.device = "auto",
         extrapolate: bool = False,
         callback: ProgressCallback | None = None,
+        precision: str = "float32",
         **covariate_values: Any,
     ) -> SampleResult:
         """Generate brains conditioned on covariates in real units.
@@ -127,6 +128,9 @@ class LatentDiffusionModel:
         callback : callable, optional
             Called once per step with a :class:`~brainsynth.sampling.StepProgress`; raise
             :class:`~brainsynth.errors.SamplingCancelled` in it to cancel.
+        precision : {"float32", "bfloat16", "float16"}
+            Network precision: float32 (exact, the default) or autocast to bfloat16 (CPU or GPU) or
+            float16 (GPU); solver steps always run in float32.
 
         Returns
         -------
@@ -143,7 +147,7 @@ class LatentDiffusionModel:
         resolved = self._resolve({**(covariates or {}), **covariate_values}, extrapolate)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidParameterError(f"batch_size must be a positive integer (got {batch_size!r})")
-        plan = _SamplingPlan.check(self, steps, scheduler, eta, device)
+        plan = _SamplingPlan.check(self, steps, scheduler, eta, device, precision=precision)
         if noise is not None:
             x_T = self._check_noise(noise)  # noqa: N806
             base = check_seed(seed) if seed is not None else secrets.randbelow(2**31)
@@ -171,6 +175,7 @@ class LatentDiffusionModel:
         device: str | torch.device = "auto",
         extrapolate: bool = False,
         callback: ProgressCallback | None = None,
+        precision: str = "float32",
     ) -> SampleResult:
         """Generate one brain per (covariates, seed) pair, e.g. rows of a table.
 
@@ -195,7 +200,7 @@ class LatentDiffusionModel:
             )
         resolved = [self._resolve(dict(values), extrapolate) for values in covariates]
         checked = [check_seed(seed, f"seeds[{i}]") for i, seed in enumerate(seeds)]
-        plan = _SamplingPlan.check(self, steps, scheduler, eta, device, batch_size=batch_size)
+        plan = _SamplingPlan.check(self, steps, scheduler, eta, device, batch_size=batch_size, precision=precision)
         x_T = torch.stack([draw_noise(s, self.config.latent_shape) for s in checked])  # noqa: N806
         noise_info = [{"kind": "seed", "seed": s} for s in checked]
         return self._run(plan, x_T, resolved, checked, noise_info, checked, callback)
@@ -213,6 +218,7 @@ class LatentDiffusionModel:
         device: str | torch.device = "auto",
         extrapolate: bool = False,
         callback: ProgressCallback | None = None,
+        precision: str = "float32",
         **covariate_values: Any,
     ) -> SampleResult:
         """Sweep one covariate with everything else fixed, the initial noise included.
@@ -245,7 +251,7 @@ class LatentDiffusionModel:
         if isinstance(values, str) or len(values) < 1:
             raise InvalidParameterError(f"values must be a non-empty sequence of {spec.name} values (got {values!r})")
         resolved = [self._resolve({**covariate_values, covariate: v}, extrapolate) for v in values]
-        plan = _SamplingPlan.check(self, steps, scheduler, eta, device, batch_size=batch_size)
+        plan = _SamplingPlan.check(self, steps, scheduler, eta, device, batch_size=batch_size, precision=precision)
         seed = check_seed(seed)
         x_T = draw_noise(seed, self.config.latent_shape).expand(len(values), *self.config.latent_shape)  # noqa: N806
         noise_info = [{"kind": "seed", "seed": seed} for _ in values]
@@ -266,6 +272,7 @@ class LatentDiffusionModel:
         device: str | torch.device = "auto",
         extrapolate: bool = False,
         callback: ProgressCallback | None = None,
+        precision: str = "float32",
     ) -> SampleResult:
         """Interpolate between two seeds' initial noise (spherically), and optionally two covariate sets.
 
@@ -293,7 +300,7 @@ class LatentDiffusionModel:
             raise InvalidParameterError(f"frames must be an integer of at least 2 (got {frames!r})")
         end_a = self._resolve(dict(covariates_a or {}), extrapolate)
         end_b = self._resolve(dict(covariates_b if covariates_b is not None else covariates_a or {}), extrapolate)
-        plan = _SamplingPlan.check(self, steps, scheduler, eta, device, batch_size=batch_size)
+        plan = _SamplingPlan.check(self, steps, scheduler, eta, device, batch_size=batch_size, precision=precision)
         noise_a, noise_b = draw_noise(seed_a, self.config.latent_shape), draw_noise(seed_b, self.config.latent_shape)
         positions = np.linspace(0.0, 1.0, frames)
         x_T = torch.stack([slerp(noise_a, noise_b, float(t)) for t in positions])  # noqa: N806
@@ -303,13 +310,15 @@ class LatentDiffusionModel:
         return self._run(plan, x_T, resolved, [None] * frames, noise_info, step_seeds, callback)
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
+    def decode(self, latents: torch.Tensor, *, precision: str = "float32") -> np.ndarray:
         """Decode latents ``x_0`` (already on the model's device) into volumes.
 
         Parameters
         ----------
         latents : torch.Tensor
             Shape (B, C, X', Y', Z'), as produced by the denoising loop (scaled by ``scale_factor``).
+        precision : {"float32", "bfloat16", "float16"}
+            Autocast precision of the decoder.
 
         Returns
         -------
@@ -318,7 +327,8 @@ class LatentDiffusionModel:
         """
         volumes = []
         for latent in latents:
-            image = self.autoencoder.decode(latent[None] / self.config.scale_factor)
+            with autocast(latent.device, precision):
+                image = self.autoencoder.decode(latent[None] / self.config.scale_factor)
             volumes.append(image[0, 0].float().cpu().numpy())
         return np.stack(volumes).astype(np.float32, copy=False)
 
@@ -374,7 +384,7 @@ class LatentDiffusionModel:
             latent = self._denoise_chunk(plan, x_T[start:stop], resolved[start:stop], step_seeds[start:stop],
                                          _offset_callback(callback, start // chunk, -(-x_T.shape[0] // chunk)))
             latents.append(latent.float().cpu().numpy())
-            volumes.append(self.decode(latent))
+            volumes.append(self.decode(latent, precision=plan.precision))
         return SampleResult(
             volumes=np.concatenate(volumes),
             affine=self.config.affine_array,
@@ -414,6 +424,7 @@ torch.Generator(device="cpu").manual_seed(s) for s in step_seeds
             eta=plan.eta,
             generators=generators,
             callback=callback,
+            precision=plan.precision,
         )
 
     def _provenance(self, device: torch.device, elapsed: float) -> dict[str, Any]:
@@ -433,8 +444,10 @@ torch.Generator(device="cpu").manual_seed(s) for s in step_seeds
 class _SamplingPlan:
     """Validated sampling settings (every check happens here, before any compute)."""
 
-    def __init__(self, steps: int, scheduler: str, eta: float, device: torch.device, batch_size: int | None):
+    def __init__(self, steps: int, scheduler: str, eta: float, device: torch.device, batch_size: int | None,
+                 precision: str = "float32"):
         self.steps, self.scheduler, self.eta, self.device, self.batch_size = steps, scheduler, eta, device, batch_size
+        self.precision = precision
         self.stochastic = scheduler in STOCHASTIC_SCHEDULERS or eta > 0
 
     @classmethod
@@ -447,15 +460,21 @@ class _SamplingPlan:
         device: str | torch.device,
         *,
         batch_size: int | None = None,
+        precision: str = "float32",
     ) -> _SamplingPlan:
         steps = model.config.default_steps if steps is None else steps
+        if precision not in PRECISIONS:
+            raise InvalidParameterError(f"precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
         name = check_scheduler_settings(
             scheduler or model.config.default_scheduler, steps, eta, model.config.noise_schedule
         )
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size < 1):
             raise InvalidParameterError(f"batch_size must be a positive integer (got {batch_size!r})")
-        return cls(steps, name, float(eta), resolve_device(device), batch_size)
+        target = resolve_device(device)
+        if precision == "float16" and target.type == "cpu":
+            raise InvalidParameterError("precision float16 needs a GPU; use bfloat16 on the CPU (got float16 on cpu)")
+        return cls(steps, name, float(eta), target, batch_size, precision)
 
     def settings(self, count: int) -> dict[str, Any]:
         return {
@@ -464,6 +483,7 @@ class _SamplingPlan:
             "eta": self.eta,
             "device": str(self.device),
             "batch_size": self.batch_size or count,
+            "precision": self.precision,
         }
 
 

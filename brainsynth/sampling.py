@@ -11,6 +11,7 @@ the loop stops at once and nothing is returned or written.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -110,6 +111,17 @@ def _scheduler_step(
     return torch.cat(previous).to(x_t.device)
 
 
+#: Precisions the networks can run in; float32 is exact, the others use autocast.
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str):
+    """An autocast context for ``precision`` on ``device`` (a no-op for float32)."""
+    dtype = PRECISIONS[precision]
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None) if dtype is not None else \
+        contextlib.nullcontext()
+
+
 @torch.no_grad()
 def denoise(
     unet: torch.nn.Module,
@@ -122,6 +134,7 @@ def denoise(
     eta: float = 0.0,
     generators: Sequence[torch.Generator] | None = None,
     callback: ProgressCallback | None = None,
+    precision: str = "float32",
 ) -> torch.Tensor:
     """Run the reverse diffusion process from ``x_T`` to ``x_0``.
 
@@ -146,6 +159,8 @@ def denoise(
     callback : callable, optional
         Called after each step with a :class:`StepProgress`; may raise
         :class:`~brainsynth.errors.SamplingCancelled`.
+    precision : str
+        ``"float32"``, or ``"bfloat16"``/``"float16"`` autocast for the U-Net (solver steps stay float32).
 
     Returns
     -------
@@ -158,7 +173,8 @@ def denoise(
     for step, t in enumerate(timesteps, start=1):
         net_input = x_t if concat is None else torch.cat((x_t, concat), dim=1)
         t_batch = torch.full((x_t.shape[0],), t, device=x_t.device, dtype=torch.long)
-        model_output = unet(net_input, timesteps=t_batch, context=context)
+        with autocast(x_t.device, precision):
+            model_output = unet(net_input, timesteps=t_batch, context=context).float()
         x_prev = _scheduler_step(scheduler, model_output, t, x_t, eta=eta, generators=generators)
         if callback is not None:
             x_0 = predict_clean(scheduler, model_output, x_t, t, prediction_type)

@@ -23,7 +23,8 @@ def test_sample_returns_volume_affine_covariates_and_settings(model):
     assert result.covariates[0]["age"] == 70.0
     assert result.covariates_normalised[0]["age"] == pytest.approx((70 - 44) / 38)
     assert result.seeds == (3,)
-    assert result.settings == {"steps": 4, "scheduler": "ddim", "eta": 0.0, "device": "cpu", "batch_size": 1}
+    assert result.settings == {"steps": 4, "scheduler": "ddim", "eta": 0.0, "device": "cpu", "batch_size": 1,
+                               "precision": "float32"}
     assert result.provenance["model"] == "tiny"
     assert result.latents.shape == (1, 3, 8, 8, 8)
 
@@ -161,6 +162,8 @@ STORED_LATENT_CORNER = [17.693132400512695, -61.442726135253906, 22.558914184570
         ({"eta": 2.0}, r"eta must be a number between 0 and 1 \(got 2.0\)"),
         ({"eta": 0.5, "scheduler": "pndm"}, r"eta applies to the ddim scheduler only"),
         ({"batch_size": 0}, r"batch_size must be a positive integer \(got 0\)"),
+        ({"precision": "int8"}, r"precision must be one of float32, bfloat16, float16 \(got 'int8'\)"),
+        ({"precision": "float16", "device": "cpu"}, r"precision float16 needs a GPU; use bfloat16 on the CPU"),
         ({"device": "tpu"}, r"device must be one of auto, cpu, cuda, mps or cuda:N \(got 'tpu'\)"),
         ({"noise": torch.zeros(3, 4, 4, 4)}, r"noise must have shape \(3, 8, 8, 8\)"),
         ({"noise": torch.full((3, 8, 8, 8), float("nan"))}, r"noise must be finite"),
@@ -202,3 +205,12 @@ def test_solvers_agree_at_many_steps(model):
     few = model.sample(seed=6, steps=20, scheduler="dpm-solver++").volume
     ddim_few = model.sample(seed=6, steps=20, scheduler="ddim").volume
     assert np.abs(few - reference).mean() < np.abs(ddim_few - reference).mean()
+
+
+def test_bfloat16_autocast_stays_close_to_float32(model):
+    exact = model.sample(seed=8, steps=5)
+    fast = model.sample(seed=8, steps=5, precision="bfloat16")
+    assert fast.settings["precision"] == "bfloat16"
+    assert fast.volume.dtype == np.float32
+    assert np.abs(fast.volume - exact.volume).mean() < 0.05
+    assert not np.array_equal(fast.volume, exact.volume)

@@ -68,7 +68,7 @@ def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.steps is not None and args.steps < 1:
         raise InvalidParameterError(f"--steps must be at least 1 (got {args.steps})")
     return {"steps": args.steps, "scheduler": args.scheduler, "eta": args.eta, "device": args.device,
-            "batch_size": args.batch_size}
+            "batch_size": args.batch_size, "precision": args.precision}
 
 
 def _write(result: SampleResult, args: argparse.Namespace, *, series: bool) -> list[Path]:

@@ -93,6 +93,8 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
                        help="compute device: auto, cpu, cuda, cuda:N or mps (default auto)")
     group.add_argument("--batch-size", type=int, default=1, metavar="N",
                        help="brains passed through the networks together (default 1)")
+    group.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32",
+                       help="network precision: float32 (exact), bfloat16 (CPU or GPU) or float16 (GPU)")
 
 
 def _add_output(parser: argparse.ArgumentParser, what: str) -> None:
