@@ -13,6 +13,14 @@ repo="$(cd "$here/../.." && pwd)"
 work="${1:-$repo/runs/demo}"
 mkdir -p "$work"
 
+# A run started in an earlier session continues from the state committed in recipes/demo/state
+# (the finished autoencoder and the diffusion run's last checkpoint); the cohort is remade from its seed.
+if [ -d "$here/state" ] && [ ! -e "$work/model/checkpoints/last.pt" ] && [ ! -e "$work/model/model.json" ]; then
+  mkdir -p "$work/autoencoder" "$work/model"
+  cp -rn "$here/state/autoencoder/." "$work/autoencoder/"
+  [ -d "$here/state/model" ] && cp -rn "$here/state/model/." "$work/model/"
+fi
+
 continue_flag() {  # --resume when the run folder has a checkpoint, nothing otherwise
   if [ -f "$1/checkpoints/last.pt" ]; then echo "--resume"; fi
 }
