@@ -49,11 +49,6 @@ def draw_noise(seed: int, shape: Sequence[int]) -> torch.Tensor:
     return torch.randn(tuple(shape), generator=generator, dtype=torch.float32)
 
 
-def draw_noise_batch(seeds: Sequence[int], shape: Sequence[int]) -> torch.Tensor:
-    """Stack :func:`draw_noise` for several seeds into shape (B, C, X, Y, Z)."""
-    return torch.stack([draw_noise(seed, shape) for seed in seeds])
-
-
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     """Spherical linear interpolation between two noise tensors.
 
