@@ -104,7 +104,16 @@ def _weight_path(config: dict[str, Any], key: str, default: str) -> str:
     return ("models" + match.group(1)) if match else default
 
 
-def read_bundle_config(directory: str | Path, *, name: str = "bundle"):
+def read_inference_config(directory: Path) -> dict[str, Any]:
+    """The bundle's ``configs/inference.json`` as plain JSON data (nothing in it is evaluated)."""
+    path = directory / INFERENCE_CONFIG
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path} is not a readable JSON bundle config: {exc}") from exc
+
+
+def read_bundle_config(directory: str | Path, *, name: str = "bundle", inference: dict[str, Any] | None = None):
     """Build a :class:`~brainsynth.config.ModelConfig` from a bundle's ``configs/inference.json``.
 
     The four-covariate layout of the published model gets its real-unit covariates; another number of
@@ -112,10 +121,7 @@ def read_bundle_config(directory: str | Path, *, name: str = "bundle"):
     """
     directory = Path(directory)
     path = directory / INFERENCE_CONFIG
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path} is not a readable JSON bundle config: {exc}") from exc
+    config = inference if inference is not None else read_inference_config(directory)
     autoencoder = _plain_settings(config, _NETWORK_KEYS["autoencoder"][0])
     unet = _plain_settings(config, _NETWORK_KEYS["unet"][0])
     scheduler = _plain_settings(config, "scheduler")
@@ -183,8 +189,8 @@ def load_bundle(directory: str | Path, *, name: str | None = None) -> LatentDiff
         For an unreadable config or weights that do not fit the configured networks.
     """
     directory = Path(directory)
-    config = read_bundle_config(directory, name=name or directory.name)
-    raw = json.loads((directory / INFERENCE_CONFIG).read_text())
+    raw = read_inference_config(directory)
+    config = read_bundle_config(directory, name=name or directory.name, inference=raw)
     expected = _expected_md5(directory)
     networks = {"autoencoder": build_autoencoder(config.autoencoder), "unet": build_unet(config.unet)}
     hashes: dict[str, dict[str, str]] = {}
