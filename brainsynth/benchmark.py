@@ -77,6 +77,10 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
     from brainsynth.schedulers import make_scheduler
 
     make_scheduler(spec["scheduler"], model.config.noise_schedule, 1)  # imports happen before the clock starts
+    model.decoding = spec.get("decoding", "auto")
+    if spec.get("compile"):
+        model.compile()
+    batch = int(spec.get("batch_size", 1)) if spec["side"] == "brainsynth" else 1
     seconds, volume = [], None
     for _ in range(spec["runs"]):
         if device.type == "cuda":
@@ -85,11 +89,13 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
         if spec["side"] == "reference":
             volume = _reference(model, noise.to(device), covariates, device)
         else:
-            volume = model.sample(covariates, noise=noise, steps=spec["steps"], scheduler=spec["scheduler"],
-                                  device=device).volume
+            result = model.sample(covariates, noise=noise.repeat(batch, 1, 1, 1, 1), steps=spec["steps"],
+                                  scheduler=spec["scheduler"], device=device, batch_size=batch,
+                                  precision=spec.get("precision", "float32"))
+            volume = result.volumes[0]
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        seconds.append(time.perf_counter() - started)
+        seconds.append((time.perf_counter() - started) / batch)
     np.save(spec["volume_path"], volume)
     peak, kind = _peak(device)
     return {"seconds": seconds, "peak_memory_mb": peak, "memory_kind": kind}
@@ -117,8 +123,13 @@ def _run_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def benchmark(model: str, *, device: str = "auto", steps: int | None = None, scheduler: str | None = None,
-              runs: int = 1, seed: int = 0, random_weights: bool = False) -> dict[str, Any]:
-    """Time the reference loop (DDIM-50) and brainsynth's sampler on the same noise; return the report."""
+              runs: int = 1, seed: int = 0, random_weights: bool = False, batch_size: int = 1,
+              precision: str = "float32", decoding: str = "auto", compile: bool = False) -> dict[str, Any]:  # noqa: A002
+    """Time the reference loop (DDIM-50) and brainsynth's sampler on the same noise; return the report.
+
+    ``batch_size``, ``precision``, ``decoding`` and ``compile`` apply to brainsynth's side; its time
+    is per brain (a batch's time divided by its size), so ``1 / seconds`` is its throughput.
+    """
     from brainsynth.evaluation.metrics import psnr, ssim
 
     loaded = load_benchmark_model(model, random_weights)  # fails early on a bad model
@@ -130,6 +141,7 @@ def benchmark(model: str, *, device: str = "auto", steps: int | None = None, sch
         for side in ("reference", "brainsynth"):
             spec = {"side": side, "model": model, "random_weights": random_weights, "device": device,
                     "steps": steps, "scheduler": scheduler, "runs": runs, "seed": seed,
+                    "batch_size": batch_size, "precision": precision, "decoding": decoding, "compile": compile,
                     "volume_path": str(Path(folder) / f"{side}.npy")}
             measured = _run_in_subprocess(spec)
             sides[side] = Side(name=side, seconds=measured["seconds"], peak_memory_mb=measured["peak_memory_mb"],
@@ -143,12 +155,23 @@ def benchmark(model: str, *, device: str = "auto", steps: int | None = None, sch
         "reference": {**asdict(sides["reference"]), "median_seconds": sides["reference"].median_seconds,
                       "method": f"bundle loop, ddim {REFERENCE_STEPS} steps"},
         "brainsynth": {**asdict(sides["brainsynth"]), "median_seconds": sides["brainsynth"].median_seconds,
-                       "method": f"{scheduler} {steps} steps"},
+                       "brains_per_second": 1.0 / sides["brainsynth"].median_seconds,
+                       "method": _method(scheduler, steps, batch_size, precision, decoding, compile),
+                       "batch_size": batch_size, "precision": precision,
+                       "decoding": decoding, "compile": compile},
         "speedup": sides["reference"].median_seconds / sides["brainsynth"].median_seconds,
         "memory_ratio": sides["reference"].peak_memory_mb / sides["brainsynth"].peak_memory_mb,
         "difference_to_ddim50": {"max_abs": float(difference.max()), "mean_abs": float(difference.mean()),
                                  "psnr_db": psnr(*clipped), "ssim": ssim(*clipped)},
     }
+
+
+def _method(scheduler: str, steps: int, batch_size: int, precision: str, decoding: str, compiled: bool) -> str:
+    extras = [f"batch {batch_size}"] if batch_size > 1 else []
+    extras += [precision] if precision != "float32" else []
+    extras += [f"{decoding} decoding"] if decoding != "auto" else []
+    extras += ["compiled"] if compiled else []
+    return f"{scheduler} {steps} steps" + (f" ({', '.join(extras)})" if extras else "")
 
 
 def _cpu_name() -> str:

@@ -25,6 +25,13 @@ from brainsynth.noise import check_seed, draw_noise, slerp
 from brainsynth.result import SampleResult
 from brainsynth.sampling import PRECISIONS, ProgressCallback, StepProgress, autocast, denoise
 from brainsynth.schedulers import STOCHASTIC_SCHEDULERS, check_scheduler_settings, make_scheduler
+from brainsynth.split_decoding import (
+    DECODING_MODES,
+    SplitDecoder,
+    UnsupportedDecoderError,
+    check_split_supported,
+    choose_decoding,
+)
 
 
 class LatentDiffusionModel:
@@ -61,6 +68,9 @@ class LatentDiffusionModel:
         self.unet = unet.eval()
         self.source = source
         self.weight_hashes = {k: dict(v) for k, v in (weight_hashes or {}).items()}
+        self._decoding = "auto"
+        self.last_decoding: str | None = None
+        self.compiled: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         covariates = ", ".join(f"{c.name} ({c.describe_range()})" for c in self.config.covariates)
@@ -81,6 +91,40 @@ class LatentDiffusionModel:
         target = resolve_device(device)
         self.autoencoder.to(target)
         self.unet.to(target)
+        return self
+
+    @property
+    def decoding(self) -> str:
+        """How latents are decoded: ``"auto"`` (the default), ``"full"`` or ``"split"``.
+
+        ``"split"`` runs the decoder slab by slab with bounded memory and gives the same volume as
+        ``"full"`` up to float rounding (see :mod:`brainsynth.split_decoding`); ``"auto"`` chooses
+        ``"full"`` when the plain decode fits in the device's free memory and ``"split"`` otherwise.
+        """
+        return self._decoding
+
+    @decoding.setter
+    def decoding(self, mode: str) -> None:
+        if mode not in DECODING_MODES:
+            raise InvalidParameterError(f"decoding must be one of {', '.join(DECODING_MODES)} (got {mode!r})")
+        if mode == "split":
+            try:
+                check_split_supported(self.autoencoder)
+            except UnsupportedDecoderError as exc:
+                raise InvalidParameterError(f"decoding 'split' is not available for this model: {exc}") from exc
+        self._decoding = mode
+
+    def compile(self, **options: Any) -> LatentDiffusionModel:
+        """Compile the U-Net with :func:`torch.compile` (in place; its weights and their names are kept).
+
+        Parameters
+        ----------
+        **options
+            Passed to :func:`torch.compile`, e.g. ``mode="max-autotune"`` or ``backend="aot_eager"``.
+            The first sampling call pays the compilation; later calls with the same shapes are faster.
+        """
+        self.unet.compile(**options)
+        self.compiled = dict(options) or {"mode": "default"}
         return self
 
     # ----------------------------------------------------------------------------------- public API
@@ -325,11 +369,15 @@ class LatentDiffusionModel:
         numpy.ndarray
             float32, shape (B, X, Y, Z).
         """
+        mode, slab_bytes = choose_decoding(self.autoencoder, tuple(latents.shape[1:]), latents.device, self.decoding)
+        decode = SplitDecoder(self.autoencoder, slab_bytes) if mode == "split" else self.autoencoder.decode
+        self.last_decoding = mode
         volumes = []
         for latent in latents:
             with autocast(latent.device, precision):
-                image = self.autoencoder.decode(latent[None] / self.config.scale_factor)
+                image = decode(latent[None] / self.config.scale_factor)
             volumes.append(image[0, 0].float().cpu().numpy())
+            del image
         return np.stack(volumes).astype(np.float32, copy=False)
 
     # ------------------------------------------------------------------------------------ internals
@@ -377,6 +425,8 @@ class LatentDiffusionModel:
     ) -> SampleResult:
         started = time.perf_counter()
         self.to(plan.device)
+        if plan.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest 3D kernels
         chunk = plan.batch_size or x_T.shape[0]
         latents, volumes = [], []
         for start in range(0, x_T.shape[0], chunk):
@@ -393,7 +443,7 @@ class LatentDiffusionModel:
             seeds=tuple(seeds),
             noise=tuple(noise_info),
             extrapolated=tuple(r.extrapolated for r in resolved),
-            settings=plan.settings(x_T.shape[0]),
+            settings={**plan.settings(x_T.shape[0]), "decoding": self.last_decoding, "compiled": self.compiled},
             provenance=self._provenance(plan.device, time.perf_counter() - started),
             latents=np.concatenate(latents),
         )

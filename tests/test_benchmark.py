@@ -25,3 +25,11 @@ def test_benchmark_command_writes_json(trained_model, tmp_path):
     assert process.returncode == 0, process.stderr
     assert "dpm-solver++ 10 steps" in process.stdout
     assert out.read_text().startswith("{")
+
+
+def test_batched_split_side_still_equals_the_reference(trained_model):
+    report = benchmark(str(trained_model), device="cpu", steps=50, scheduler="ddim", runs=1, batch_size=2,
+                       decoding="split")
+    assert report["brainsynth"]["method"] == "ddim 50 steps (batch 2, split decoding)"
+    assert report["difference_to_ddim50"]["max_abs"] < 1e-4
+    assert report["brainsynth"]["brains_per_second"] > 0

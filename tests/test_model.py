@@ -214,3 +214,12 @@ def test_bfloat16_autocast_stays_close_to_float32(model):
     assert fast.volume.dtype == np.float32
     assert np.abs(fast.volume - exact.volume).mean() < 0.05
     assert not np.array_equal(fast.volume, exact.volume)
+
+
+def test_compiled_unet_gives_the_same_brain(model):
+    eager = model.sample(seed=4, steps=3)
+    model.compile(backend="aot_eager")
+    compiled = model.sample(seed=4, steps=3)
+    assert compiled.settings["compiled"] == {"backend": "aot_eager"}
+    assert set(model.unet.state_dict()) == set(type(model.unet)(**model.config.unet).state_dict())
+    np.testing.assert_allclose(compiled.volume, eager.volume, atol=1e-5)

@@ -71,6 +71,12 @@ def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
             "batch_size": args.batch_size, "precision": args.precision}
 
 
+def _load_for_sampling(args: argparse.Namespace):
+    model = load_model(args.model)
+    model.decoding = args.decoding
+    return model
+
+
 def _write(result: SampleResult, args: argparse.Namespace, *, series: bool) -> list[Path]:
     if series and is_nifti_path(args.output):
         return [result.save_series(args.output, dtype=args.dtype, overwrite=args.overwrite)]
@@ -94,7 +100,7 @@ def run_sample(args: argparse.Namespace) -> int:
     covariates = _covariates(args)
     options = _sampling_options(args)
     _check_output(args, args.batch_size, series=False)
-    model = load_model(args.model)
+    model = _load_for_sampling(args)
     with progress_bar("sampling", args.quiet) as callback:
         result = model.sample(covariates, seed=args.seed, extrapolate=args.extrapolate, callback=callback, **options)
     _report(result, _write(result, args, series=False))
@@ -122,7 +128,7 @@ def run_traverse(args: argparse.Namespace) -> int:
     covariates = _covariates(args)
     options = _sampling_options(args)
     _check_output(args, len(values), series=True)
-    model = load_model(args.model)
+    model = _load_for_sampling(args)
     with progress_bar(f"traversing {args.sweep}", args.quiet) as callback:
         result = model.traverse(args.sweep, values, seed=args.seed, extrapolate=args.extrapolate,
                                 callback=callback, **options, **covariates)
@@ -135,7 +141,7 @@ def run_interpolate(args: argparse.Namespace) -> int:
     start, end = _covariates(args), _covariates(args, "-b")
     options = _sampling_options(args)
     _check_output(args, args.frames, series=True)
-    model = load_model(args.model)
+    model = _load_for_sampling(args)
     with progress_bar("interpolating", args.quiet) as callback:
         result = model.interpolate(args.seed_a, args.seed_b, args.frames, covariates_a=start,
                                    covariates_b={**start, **end}, extrapolate=args.extrapolate,
@@ -155,7 +161,7 @@ def run_generate(args: argparse.Namespace) -> int:
     batch_size = options.pop("batch_size")
     if args.device != "cpu" and "LOCAL_RANK" in os.environ and options["device"] in ("auto", "cuda"):
         options["device"] = f"cuda:{os.environ['LOCAL_RANK']}" if torch.cuda.is_available() else "cpu"
-    model = load_model(args.model)
+    model = _load_for_sampling(args)
     bar = None if args.quiet else tqdm(unit="brain", desc=f"shard {shard[0]}/{shard[1]}")
 
     def progress(done: int, todo: int) -> None:
@@ -183,9 +189,12 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
     if args.runs < 1:
         raise InvalidParameterError(f"--runs must be at least 1 (got {args.runs})")
+    if args.batch_size < 1:
+        raise InvalidParameterError(f"--batch-size must be at least 1 (got {args.batch_size})")
     resolve_device(args.device)
     report = benchmark(args.model, device=args.device, steps=args.steps, scheduler=args.scheduler, runs=args.runs,
-                       seed=args.seed, random_weights=args.random_weights)
+                       seed=args.seed, random_weights=args.random_weights, batch_size=args.batch_size,
+                       precision=args.precision, decoding=args.decoding, compile=args.compile)
     print(format_report(report))
     if args.json:
         atomic_write_json(args.json, report)

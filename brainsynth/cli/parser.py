@@ -95,6 +95,9 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
                        help="brains passed through the networks together (default 1)")
     group.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32",
                        help="network precision: float32 (exact), bfloat16 (CPU or GPU) or float16 (GPU)")
+    group.add_argument("--decoding", choices=["auto", "full", "split"], default="auto",
+                       help="decode in one piece (full) or slab by slab with bounded memory (split); auto picks "
+                            "from the free memory (default auto)")
 
 
 def _add_output(parser: argparse.ArgumentParser, what: str) -> None:
@@ -225,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scheduler", choices=list(SCHEDULERS), type=str.lower, help="brainsynth's scheduler")
     bench.add_argument("--runs", type=int, default=1, help="runs per side; the median is reported (default 1)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the shared noise (default 0)")
+    bench.add_argument("--batch-size", type=int, default=1, metavar="N",
+                       help="brainsynth samples N brains per call and reports time per brain (default 1)")
+    bench.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32",
+                       help="brainsynth's network precision (default float32)")
+    bench.add_argument("--decoding", choices=["auto", "full", "split"], default="auto",
+                       help="brainsynth's decoding (default auto)")
+    bench.add_argument("--compile", action="store_true", help="brainsynth's U-Net through torch.compile")
     bench.add_argument("--json", metavar="FILE", help="also write the report as JSON")
 
     info = _subparser(subparsers, "info", "Show the models found, their covariates and the devices available.")

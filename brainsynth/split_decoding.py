@@ -1,0 +1,277 @@
+"""Memory-bounded decoding: MONAI's ``AutoencoderKL`` decoder run slab by slab along the first axis.
+
+A plain decode of the published model keeps several full-resolution activations alive at once
+(128 channels at 160 x 224 x 160 are 2.9 GB each in float32). Here every layer is computed in slabs
+of planes along the first spatial axis:
+
+- a 3x3x3 convolution reads its slab plus one plane of halo on each side (zero padding is added only
+  at the volume's borders, after normalisation, exactly as the network does), so it is exact;
+- a GroupNorm needs statistics over the whole volume: they are accumulated (in float64) while the
+  layer before it is produced, then applied per slab together with the SiLU that follows;
+- nearest upsampling is fused with the convolution after it, so the upsampled tensor never exists;
+- in a residual block the input's slabs are released as soon as no later slab needs them.
+
+The result equals the plain decode up to floating-point rounding (the tests check it). The same
+weights are used; nothing is copied. Attention blocks are not supported by this path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from monai.networks.blocks import Convolution
+from monai.networks.nets.autoencoderkl import AEKLResBlock
+
+DECODING_MODES = ("auto", "full", "split")
+PLAIN_DECODE_FACTOR = 4.0  # peak memory of a plain decode, in units of its largest activation (measured: 10.5 GB
+#                           for the published decoder, whose largest activation is 2.9 GB)
+
+
+class UnsupportedDecoderError(ValueError):
+    """The decoder holds a block the split path does not handle (e.g. attention)."""
+
+
+class Slabs:
+    """A (B, C, X, Y, Z) activation held as separate tensors along X, so finished parts can be freed."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.plane = 0  # voxels per plane (Y x Z)
+        self.parts: list[tuple[int, int, torch.Tensor | None]] = []
+        self.sums: torch.Tensor | None = None  # (B, C) float64 sums and sums of squares, for a GroupNorm after
+        self.squares: torch.Tensor | None = None
+
+    def append(self, start: int, part: torch.Tensor) -> None:
+        self.parts.append((start, start + part.shape[2], part))
+        self.plane = part.shape[3] * part.shape[4]
+        values = part.float()
+        sums = values.sum(dim=(2, 3, 4), dtype=torch.float64)
+        squares = (values * values).sum(dim=(2, 3, 4), dtype=torch.float64)
+        self.sums = sums if self.sums is None else self.sums + sums
+        self.squares = squares if self.squares is None else self.squares + squares
+
+    def take(self, start: int, stop: int) -> torch.Tensor:
+        """Planes ``start:stop`` (clipped to the volume)."""
+        start, stop = max(start, 0), min(stop, self.size)
+        pieces = []
+        for lo, hi, part in self.parts:
+            if hi <= start or lo >= stop:
+                continue
+            if part is None:
+                raise RuntimeError(f"planes {lo}:{hi} were released before use")
+            pieces.append(part[:, :, max(start - lo, 0):min(stop, hi) - lo])
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
+
+    def release_before(self, plane: int) -> None:
+        """Free the parts that end at or before ``plane``."""
+        self.parts = [(lo, hi, None if hi <= plane else part) for lo, hi, part in self.parts]
+
+    def whole(self) -> torch.Tensor:
+        return self.take(0, self.size)
+
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _norm_transform(slabs: Slabs, norm: torch.nn.GroupNorm, silu: bool) -> Transform:
+    """GroupNorm with the whole volume's statistics (optionally followed by SiLU) as per-channel scale and shift."""
+    assert slabs.sums is not None
+    assert slabs.squares is not None
+    batch, channels = slabs.sums.shape
+    groups = norm.num_groups
+    count = slabs.plane * slabs.size * (channels // groups)
+    mean = slabs.sums.view(batch, groups, -1).sum(-1) / count
+    variance = (slabs.squares.view(batch, groups, -1).sum(-1) / count - mean * mean).clamp_min(0.0)
+    rstd = torch.rsqrt(variance + norm.eps)
+    rstd_c = rstd.repeat_interleave(channels // groups, dim=1)
+    mean_c = mean.repeat_interleave(channels // groups, dim=1)
+    ones = torch.ones(channels, dtype=torch.float64, device=rstd.device)
+    weight = norm.weight.double() if norm.affine else ones
+    bias = norm.bias.double() if norm.affine else ones * 0.0
+    scale = (rstd_c * weight).float()[:, :, None, None, None]
+    shift = (bias - mean_c * rstd_c * weight).float()[:, :, None, None, None]
+
+    def apply(region: torch.Tensor) -> torch.Tensor:
+        out = torch.addcmul(shift, region.float(), scale)
+        return F.silu(out, inplace=True) if silu else out
+
+    return apply
+
+
+def _conv3d(module: torch.nn.Module) -> torch.nn.Conv3d:
+    conv = module.conv if isinstance(module, Convolution) else module
+    if not isinstance(conv, torch.nn.Conv3d) or conv.stride != (1, 1, 1) or conv.dilation != (1, 1, 1) \
+            or conv.groups != 1 or conv.kernel_size[0] != 2 * conv.padding[0] + 1:
+        raise UnsupportedDecoderError(f"unsupported convolution in the decoder: {conv}")
+    return conv
+
+
+class SplitDecoder:
+    """Runs a MONAI ``AutoencoderKL``'s ``decode`` in slabs so that peak memory stays bounded.
+
+    Parameters
+    ----------
+    autoencoder : monai.networks.nets.AutoencoderKL
+        The autoencoder whose decoder (and ``post_quant_conv``) to run.
+    slab_bytes : int
+        Target size of one output slab plus its input region, in bytes; sets the slab thickness of
+        every layer (at least one plane).
+    """
+
+    def __init__(self, autoencoder: torch.nn.Module, slab_bytes: int = 256 * 2**20) -> None:
+        self.autoencoder = autoencoder
+        self.slab_bytes = int(slab_bytes)
+        self.side: Slabs | None = None
+        check_split_supported(autoencoder)
+
+    @torch.no_grad()
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        """Decode latents ``z`` (B, C, X', Y', Z'); returns the image like ``autoencoder.decode(z)``."""
+        x = self._conv(self._whole(z), _conv3d(self.autoencoder.post_quant_conv))
+        pending: torch.nn.GroupNorm | None = None
+        for block in self.autoencoder.decoder.blocks:
+            if isinstance(block, torch.nn.GroupNorm):
+                pending = block
+            elif isinstance(block, Convolution):
+                transform = _norm_transform(x, pending, silu=False) if pending is not None else None
+                x, pending = self._conv(x, _conv3d(block), transform), None
+            elif isinstance(block, AEKLResBlock):
+                x = self._resblock(x, block)
+            else:  # an Upsample checked by check_split_supported
+                x = self._conv(x, _conv3d(block.postconv), upsample=True)
+        return x.whole()
+
+    # ----------------------------------------------------------------------------------- layers
+
+    def _whole(self, tensor: torch.Tensor) -> Slabs:
+        slabs = Slabs(tensor.shape[2])
+        slabs.append(0, tensor)
+        return slabs
+
+    def _thickness(self, channels: int, plane_voxels: int, element: int) -> int:
+        return max(1, self.slab_bytes // max(1, channels * plane_voxels * element))
+
+    def _conv(self, source: Slabs, conv: torch.nn.Conv3d, transform: Transform | None = None, *,
+              upsample: bool = False, release: bool = True, residual: Slabs | None = None,
+              side: torch.nn.Conv3d | None = None) -> Slabs:
+        """``conv(transform(source))`` (after nearest x2 upsampling when asked), slab by slab.
+
+        ``residual`` is added to the output (and released as it is used); ``side``, a 1x1x1
+        convolution of the untransformed source, is computed in the same pass and stored in
+        ``self.side`` so the source can be released early.
+        """
+        factor = 2 if upsample else 1
+        size = source.size * factor
+        halo = conv.padding[0]
+        sample = source.parts[0][2]
+        plane = sample.shape[3] * sample.shape[4] * factor * factor
+        step = self._thickness(conv.in_channels + conv.out_channels, plane, sample.element_size())
+        result, side_out = Slabs(size), Slabs(size)
+        for start in range(0, size, step):
+            stop = min(start + step, size)
+            lo, hi = max(start - halo, 0), min(stop + halo, size)
+            region = source.take(lo // factor, (hi - 1) // factor + 1)
+            if transform is not None:
+                region = transform(region)
+            if upsample:
+                region = F.interpolate(region, scale_factor=2.0, mode="nearest")
+                offset = lo - 2 * (lo // 2)
+                region = region[:, :, offset:offset + hi - lo]
+            region = F.pad(region, (0, 0, 0, 0, lo - (start - halo), (stop + halo) - hi))
+            out = F.conv3d(region, conv.weight, conv.bias, padding=(0, halo, halo))
+            del region
+            if residual is not None:
+                out = out + residual.take(start, stop)
+                residual.release_before(stop)
+            if side is not None:
+                side_out.append(start, F.conv3d(source.take(start, stop), side.weight, side.bias))
+            result.append(start, out)
+            if release:
+                source.release_before((stop - halo) // factor)
+        self.side = side_out
+        return result
+
+    def _resblock(self, x: Slabs, block: AEKLResBlock) -> Slabs:
+        projected = block.in_channels != block.out_channels
+        side = _conv3d(block.nin_shortcut) if projected else None
+        h = self._conv(x, _conv3d(block.conv1), _norm_transform(x, block.norm1, silu=True), release=projected,
+                       side=side)
+        shortcut = self.side if projected else x
+        self.side = None
+        return self._conv(h, _conv3d(block.conv2), _norm_transform(h, block.norm2, silu=True), residual=shortcut)
+
+
+def check_split_supported(autoencoder: torch.nn.Module) -> None:
+    """Raise :class:`UnsupportedDecoderError` when the decoder holds blocks the split path cannot run."""
+    from monai.networks.blocks import Upsample
+
+    decoder = getattr(autoencoder, "decoder", None)
+    if decoder is None or not hasattr(autoencoder, "post_quant_conv"):
+        raise UnsupportedDecoderError("split decoding needs a MONAI AutoencoderKL")
+    _conv3d(autoencoder.post_quant_conv)
+    for block in decoder.blocks:
+        if isinstance(block, (torch.nn.GroupNorm, AEKLResBlock)):
+            continue
+        if isinstance(block, Convolution):
+            _conv3d(block)
+        elif isinstance(block, Upsample) and hasattr(block, "postconv") and hasattr(block, "upsample_non_trainable") \
+                and block.upsample_non_trainable.mode == "nearest" and not hasattr(block, "preconv"):
+            _conv3d(block.postconv)
+        else:
+            raise UnsupportedDecoderError(f"split decoding does not support the block {type(block).__name__}")
+
+
+def largest_activation_bytes(autoencoder: torch.nn.Module, latent_shape: tuple[int, ...], element: int = 4) -> int:
+    """Bytes of the decoder's largest activation for one latent (channels x voxels x element size)."""
+    from monai.networks.blocks import Upsample
+
+    decoder = autoencoder.decoder
+    voxels = 1
+    for size in latent_shape[1:]:
+        voxels *= size
+    largest = 0
+    for block in decoder.blocks:
+        channels = getattr(block, "out_channels", None) or getattr(block, "num_channels", None)
+        if isinstance(block, Upsample):
+            voxels *= 2 ** (len(latent_shape) - 1)
+            channels = block.postconv.conv.out_channels if hasattr(block, "postconv") else channels
+        if channels:
+            largest = max(largest, int(channels) * voxels * element)
+    return largest
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for new tensors on ``device`` (CUDA: driver's free memory; CPU: available RAM)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def choose_decoding(autoencoder: torch.nn.Module, latent_shape: tuple[int, ...], device: torch.device,
+                    mode: str = "auto") -> tuple[str, int]:
+    """Pick ``"full"`` or ``"split"`` and a slab size from the free memory of ``device``.
+
+    ``auto`` decodes in one piece when an estimated plain-decode peak fits in 80 % of the free
+    memory, and in slabs otherwise (or when the decoder cannot be split, in one piece regardless).
+    Returns the mode and the slab size in bytes.
+    """
+    free = available_memory(device)
+    slab = int(min(512 * 2**20, max(16 * 2**20, free // 16)))
+    if mode == "full":
+        return "full", slab
+    if mode == "split":
+        return "split", slab
+    try:
+        check_split_supported(autoencoder)
+    except UnsupportedDecoderError:
+        return "full", slab
+    estimate = PLAIN_DECODE_FACTOR * largest_activation_bytes(autoencoder, latent_shape)
+    return ("full" if estimate < 0.8 * free else "split"), slab
