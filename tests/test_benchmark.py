@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -33,3 +34,23 @@ def test_batched_split_side_still_equals_the_reference(trained_model):
     assert report["brainsynth"]["method"] == "ddim 50 steps (batch 2, split decoding)"
     assert report["difference_to_ddim50"]["max_abs"] < 1e-4
     assert report["brainsynth"]["brains_per_second"] > 0
+
+
+def test_solver_sweep_measures_quality_against_ddim50(trained_model, tmp_path):
+    out = tmp_path / "sweep.json"
+    process = subprocess.run([sys.executable, "-m", "brainsynth", "benchmark", "--model", str(trained_model),
+                              "--sweep", "ddim:50,5;dpm-solver++:5", "--runs", "2", "--device", "cpu",
+                              "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr
+    rows = json.loads(out.read_text())["sweep"]
+    assert [(r["scheduler"], r["steps"]) for r in rows] == [("ddim", 50), ("ddim", 5), ("dpm-solver++", 5)]
+    assert rows[0]["latent_mean_abs"] == 0.0  # DDIM-50 against itself
+    assert rows[1]["psnr_db"] < rows[0]["psnr_db"]
+    assert "dpm-solver++" in process.stdout
+
+
+def test_bad_sweep_is_refused_before_loading():
+    process = subprocess.run([sys.executable, "-m", "brainsynth", "benchmark", "--model", "nowhere",
+                              "--sweep", "euler:10"], capture_output=True, text=True, timeout=120)
+    assert process.returncode == 1
+    assert "--sweep must look like" in process.stderr

@@ -192,6 +192,15 @@ def run_benchmark(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InvalidParameterError(f"--batch-size must be at least 1 (got {args.batch_size})")
     resolve_device(args.device)
+    if args.sweep:
+        from brainsynth.benchmark import format_sweep, parse_sweep, solver_sweep
+
+        pairs = parse_sweep(args.sweep)
+        rows = solver_sweep(load_model(args.model), pairs, seeds=args.runs, device=args.device)
+        print(format_sweep(rows))
+        if args.json:
+            atomic_write_json(args.json, {"model": args.model, "sweep": rows})
+        return 0
     report = benchmark(args.model, device=args.device, steps=args.steps, scheduler=args.scheduler, runs=args.runs,
                        seed=args.seed, random_weights=args.random_weights, batch_size=args.batch_size,
                        precision=args.precision, decoding=args.decoding, compile=args.compile)

@@ -37,7 +37,8 @@ EXAMPLES = {
   torchrun --nproc_per_node=8 -m brainsynth generate --covariates wanted.tsv --output synthetic/ --device cuda""",
     "benchmark": """examples:
   brainsynth benchmark --model demo --runs 3
-  brainsynth benchmark --model ukb --random-weights --device cuda --runs 5 --json bench.json""",
+  brainsynth benchmark --model ukb --random-weights --device cuda --runs 5 --json bench.json
+  brainsynth benchmark --model demo --sweep 'ddim:10,20;dpm-solver++:10,15,20' --runs 4""",
     "info": """examples:
   brainsynth info
   brainsynth info --model ukb""",
@@ -235,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--decoding", choices=["auto", "full", "split"], default="auto",
                        help="brainsynth's decoding (default auto)")
     bench.add_argument("--compile", action="store_true", help="brainsynth's U-Net through torch.compile")
+    bench.add_argument("--sweep", metavar="SPEC",
+                       help="instead: quality against DDIM-50 and time per brain for each solver and step count, "
+                            "e.g. 'ddim:10,20;dpm-solver++:10,15,20' (over --runs seeds)")
     bench.add_argument("--json", metavar="FILE", help="also write the report as JSON")
 
     info = _subparser(subparsers, "info", "Show the models found, their covariates and the devices available.")
