@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 import threading
 from pathlib import Path
@@ -80,7 +81,7 @@ class Explorer:
         self.slice_sliders = {axis: widgets.IntSlider(value=size // 2, min=0, max=size - 1, description=axis,
                                                       continuous_update=False)
                               for axis, size in zip("xyz", config.image_shape, strict=True)}
-        self.view = widgets.Output()
+        self.view = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.result: SampleResult | None = None
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
@@ -159,8 +160,8 @@ class Explorer:
             self.status.value = f"error: {error}"
         else:
             self.result = result
-            self.status.value = f"done in {result.provenance['time_taken_s']:.1f} s"
             self.draw()
+            self.status.value = f"done in {result.provenance['time_taken_s']:.1f} s"
         finally:
             self.generate_button.disabled, self.cancel_button.disabled = False, True
 
@@ -174,16 +175,18 @@ class Explorer:
         return orthogonal_slices(self.result.volume, positions, title=_title(self.result))
 
     def draw(self) -> None:
-        """Redraw the slice view."""
+        """Redraw the slice view.
+
+        The figure goes to an Image widget as PNG bytes: a widget's value reaches the page from the
+        sampling thread too, which output captured in an Output widget does not.
+        """
         figure = self.figure()
         if figure is None:
             return
-        self.view.clear_output(wait=True)
-        with self.view:
-            from IPython.display import display
-
-            display(figure)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=figure.dpi)
         plt.close(figure)
+        self.view.value = buffer.getvalue()
 
     def save(self, path: str | Path, **options: Any) -> list[Path]:
         """Save the current result as NIfTI with its sidecar (see :meth:`SampleResult.save`)."""

@@ -1,0 +1,125 @@
+"""Drive the Jupyter Explorer in a real JupyterLab, in headless Chromium (through Playwright).
+
+``python -m tests.browser MODEL PNG`` makes the README's picture; the tests call :func:`run_explorer`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+NOTEBOOK_CELLS = [
+    "from brainsynth.jupyter import Explorer\nexplorer = Explorer({model!r})\nexplorer",
+]
+
+
+def find_chromium() -> str | None:
+    """The system's Chromium (Debian package ``chromium``), if installed."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _write_notebook(folder: Path, model: str) -> Path:
+    cells = [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+              "source": source.format(model=model)} for source in NOTEBOOK_CELLS]
+    notebook = {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                            "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    path = folder / "explorer.ipynb"
+    path.write_text(json.dumps(notebook))
+    return path
+
+
+def _wait_for_server(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"JupyterLab did not answer at {url} within {timeout:.0f} s")
+
+
+def run_explorer(model: str, folder: Path, screenshot: Path, *, timeout: float = 240.0) -> dict:
+    """Open a notebook with the Explorer in JupyterLab, press Generate in the page, wait for the brain.
+
+    Returns what the page showed: the status text, whether the slice image appeared, and the times
+    (kernel start to widget shown; click to image) in seconds.
+    """
+    from playwright.sync_api import sync_playwright
+
+    chromium = find_chromium()
+    if chromium is None:
+        raise RuntimeError("Chromium is not installed (Debian package 'chromium')")
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_notebook(folder, model)
+    port, token = _free_port(), secrets.token_hex(16)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}", "--allow-root",
+         "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1"},
+    )
+    report: dict = {}
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_for_server(f"{base}/api/status?token={token}", 60)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1200, "height": 1100})
+            page.goto(f"{base}/lab/tree/explorer.ipynb?token={token}", timeout=timeout * 1000)
+            page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                                   " && window.jupyterapp.shell.currentWidget.sessionContext"
+                                   " && window.jupyterapp.shell.currentWidget.sessionContext.session"
+                                   " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
+                                   timeout=timeout * 1000)
+            started = time.monotonic()
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            button = page.locator("button.jupyter-button", has_text="Generate")
+            button.wait_for(state="visible", timeout=timeout * 1000)
+            report["widget_seconds"] = time.monotonic() - started
+            clicked = time.monotonic()
+            button.click()
+            status = page.locator(".widget-label", has_text="done in")
+            status.wait_for(timeout=timeout * 1000)
+            page.wait_for_function("[...document.querySelectorAll('img.widget-image')].some(i => i.naturalWidth > 0)",
+                                   timeout=timeout * 1000)
+            report["generate_seconds"] = time.monotonic() - clicked
+            report["status"] = status.inner_text()
+            report["image_width"] = page.evaluate(
+                "Math.max(...[...document.querySelectorAll('img.widget-image')].map(i => i.naturalWidth))")
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(screenshot), full_page=False)
+            browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return report
+
+
+if __name__ == "__main__":  # python -m tests.browser MODEL PNG
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        print(json.dumps(run_explorer(sys.argv[1], Path(work), Path(sys.argv[2])), indent=1))
