@@ -193,3 +193,28 @@ def test_resume_with_more_steps_trains_longer_exactly(cohort_dir, trained_autoen
     a = load_file(longer / "unet.safetensors")
     b = load_file(straight / "unet.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("latents", ["mean", "sample"])
+def test_diffusion_trains_on_the_posterior_mean_or_draws(cohort_dir, trained_autoencoder, tmp_path, latents):
+    from brainsynth.training.config import load_training_config
+    from brainsynth.training.data import TrainingImages
+    from brainsynth.training.diffusion import DiffusionTask
+    from brainsynth.training.distributed import init_distributed
+
+    config = load_training_config(write_training_config(tmp_path / "c.json", diffusion={"latents": latents}))
+    (tmp_path / "run").mkdir()
+    task = DiffusionTask(config, TrainingImages(cohort_dir, config.data), trained_autoencoder,
+                         init_distributed("cpu"), tmp_path / "run")
+    z, _, _ = task._batch(0)
+    means = task.mu * task.scale_factor
+    distance = min(float((z[0] - m).abs().max()) for m in means)  # z[0] is one subject's latent
+    assert (distance < 1e-6) == (latents == "mean")
+
+
+def test_bad_latents_setting_is_refused(tmp_path):
+    from brainsynth.training.config import load_training_config
+
+    bad = write_training_config(tmp_path / "c.json", diffusion={"latents": "mode"})
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"diffusion.latents must be 'sample'.*got 'mode'"):
+        load_training_config(bad)

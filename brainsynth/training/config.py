@@ -87,6 +87,7 @@ class DiffusionTraining:
     seed: int = 0
     sampling_steps: int = 50
     sampling_scheduler: str = "ddim"
+    latents: str = "sample"
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,11 @@ def _check(config: TrainingConfig) -> None:
             raise InvalidParameterError(
                 f"{name} must be divisible by {factor} (the autoencoder downsamples {levels - 1} times; got {shape})"
             )
+    if config.diffusion.latents not in ("sample", "mean"):
+        raise InvalidParameterError(
+            f"diffusion.latents must be 'sample' (draws from the autoencoder's posterior) or 'mean' "
+            f"(its mean) (got {config.diffusion.latents!r})"
+        )
     for section in ("autoencoder", "diffusion"):
         settings = getattr(config, section)
         for key in ("steps", "batch_size", "checkpoint_every", "log_every", "image_every"):

@@ -151,6 +151,8 @@ class DiffusionTask(TrainingTask):
         indices = torch.randint(len(self.data), (settings.batch_size * context.world_size,), generator=shared)
         mine = indices[context.rank * settings.batch_size:(context.rank + 1) * settings.batch_size]
         z = self.mu[mine] + self.sigma[mine] * torch.randn(self.mu[mine].shape, generator=own)
+        if settings.latents == "mean":  # the posterior's mean: the draw above only keeps the random streams equal
+            z = self.mu[mine]
         covariates = self.data.covariates[mine].clone()
         if settings.conditioning_dropout > 0:
             dropped = torch.rand(len(mine), generator=own) < settings.conditioning_dropout
