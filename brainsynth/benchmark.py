@@ -61,9 +61,26 @@ def load_benchmark_model(name_or_path: str, random_weights: bool, seed: int = 0)
                                 source="random weights (timing only)")
 
 
+def _reset_peak(device: torch.device) -> None:
+    """Start peak-memory accounting afresh, after loading (Linux: reset the RSS high-water mark)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def _peak(device: torch.device) -> tuple[float, str]:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "CUDA max allocated"
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0, "peak RSS while sampling"
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "peak RSS"
 
 
@@ -78,9 +95,12 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
 
     make_scheduler(spec["scheduler"], model.config.noise_schedule, 1)  # imports happen before the clock starts
     model.decoding = spec.get("decoding", "auto")
+    if spec["side"] == "brainsynth":
+        model.set_weight_dtype(spec.get("weight_dtype", "float32"))
     if spec.get("compile"):
         model.compile()
     batch = int(spec.get("batch_size", 1)) if spec["side"] == "brainsynth" else 1
+    _reset_peak(device)
     seconds, volume = [], None
     for _ in range(spec["runs"]):
         if device.type == "cuda":
@@ -124,7 +144,8 @@ def _run_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
 
 def benchmark(model: str, *, device: str = "auto", steps: int | None = None, scheduler: str | None = None,
               runs: int = 1, seed: int = 0, random_weights: bool = False, batch_size: int = 1,
-              precision: str = "float32", decoding: str = "auto", compile: bool = False) -> dict[str, Any]:  # noqa: A002
+              precision: str = "float32", decoding: str = "auto", compile: bool = False,  # noqa: A002
+              weight_dtype: str = "float32") -> dict[str, Any]:
     """Time the reference loop (DDIM-50) and brainsynth's sampler on the same noise; return the report.
 
     ``batch_size``, ``precision``, ``decoding`` and ``compile`` apply to brainsynth's side; its time
@@ -142,6 +163,7 @@ def benchmark(model: str, *, device: str = "auto", steps: int | None = None, sch
             spec = {"side": side, "model": model, "random_weights": random_weights, "device": device,
                     "steps": steps, "scheduler": scheduler, "runs": runs, "seed": seed,
                     "batch_size": batch_size, "precision": precision, "decoding": decoding, "compile": compile,
+                    "weight_dtype": weight_dtype,
                     "volume_path": str(Path(folder) / f"{side}.npy")}
             measured = _run_in_subprocess(spec)
             sides[side] = Side(name=side, seconds=measured["seconds"], peak_memory_mb=measured["peak_memory_mb"],
@@ -156,7 +178,7 @@ def benchmark(model: str, *, device: str = "auto", steps: int | None = None, sch
                       "method": f"bundle loop, ddim {REFERENCE_STEPS} steps"},
         "brainsynth": {**asdict(sides["brainsynth"]), "median_seconds": sides["brainsynth"].median_seconds,
                        "brains_per_second": 1.0 / sides["brainsynth"].median_seconds,
-                       "method": _method(scheduler, steps, batch_size, precision, decoding, compile),
+                       "method": _method(scheduler, steps, batch_size, precision, decoding, compile, weight_dtype),
                        "batch_size": batch_size, "precision": precision,
                        "decoding": decoding, "compile": compile},
         "speedup": sides["reference"].median_seconds / sides["brainsynth"].median_seconds,
@@ -166,9 +188,11 @@ def benchmark(model: str, *, device: str = "auto", steps: int | None = None, sch
     }
 
 
-def _method(scheduler: str, steps: int, batch_size: int, precision: str, decoding: str, compiled: bool) -> str:
+def _method(scheduler: str, steps: int, batch_size: int, precision: str, decoding: str, compiled: bool,
+            weight_dtype: str = "float32") -> str:
     extras = [f"batch {batch_size}"] if batch_size > 1 else []
     extras += [precision] if precision != "float32" else []
+    extras += [f"{weight_dtype} weights"] if weight_dtype != "float32" else []
     extras += [f"{decoding} decoding"] if decoding != "auto" else []
     extras += ["compiled"] if compiled else []
     return f"{scheduler} {steps} steps" + (f" ({', '.join(extras)})" if extras else "")

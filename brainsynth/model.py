@@ -114,6 +114,25 @@ class LatentDiffusionModel:
                 raise InvalidParameterError(f"decoding 'split' is not available for this model: {exc}") from exc
         self._decoding = mode
 
+    @property
+    def weight_dtype(self) -> str:
+        """Data type the U-Net's weights are stored in: ``"float32"`` unless :meth:`set_weight_dtype` changed it."""
+        return str(_weight_layers(self.unet)[0].weight.dtype).removeprefix("torch.")
+
+    def set_weight_dtype(self, dtype: str) -> LatentDiffusionModel:
+        """Store the U-Net's weights in ``dtype`` (``"float32"``, ``"bfloat16"`` or ``"float16"``).
+
+        Convolution and linear weights (nearly all of them) change type; normalisation layers stay
+        float32. bfloat16 halves the U-Net's memory (1.1 GB instead of 2.2 GB for the published model);
+        the model then samples with the matching ``precision`` only. Going back to float32 does not
+        restore the discarded bits: reload the model for exact float32 sampling.
+        """
+        if dtype not in PRECISIONS:
+            raise InvalidParameterError(f"weight dtype must be one of {', '.join(PRECISIONS)} (got {dtype!r})")
+        for layer in _weight_layers(self.unet):
+            layer.to(PRECISIONS[dtype] or torch.float32)
+        return self
+
     def compile(self, **options: Any) -> LatentDiffusionModel:
         """Compile the U-Net with :func:`torch.compile` (in place; its weights and their names are kept).
 
@@ -498,6 +517,7 @@ class _SamplingPlan:
                  precision: str = "float32"):
         self.steps, self.scheduler, self.eta, self.device, self.batch_size = steps, scheduler, eta, device, batch_size
         self.precision = precision
+        self.weight_dtype = "float32"
         self.stochastic = scheduler in STOCHASTIC_SCHEDULERS or eta > 0
 
     @classmethod
@@ -522,9 +542,16 @@ class _SamplingPlan:
                                        or batch_size < 1):
             raise InvalidParameterError(f"batch_size must be a positive integer (got {batch_size!r})")
         target = resolve_device(device)
+        if model.weight_dtype != "float32" and precision != model.weight_dtype:
+            raise InvalidParameterError(
+                f"the U-Net's weights are stored in {model.weight_dtype}: sample with precision "
+                f"{model.weight_dtype!r} (got {precision!r})"
+            )
         if precision == "float16" and target.type == "cpu":
             raise InvalidParameterError("precision float16 needs a GPU; use bfloat16 on the CPU (got float16 on cpu)")
-        return cls(steps, name, float(eta), target, batch_size, precision)
+        plan = cls(steps, name, float(eta), target, batch_size, precision)
+        plan.weight_dtype = model.weight_dtype
+        return plan
 
     def settings(self, count: int) -> dict[str, Any]:
         return {
@@ -534,7 +561,14 @@ class _SamplingPlan:
             "device": str(self.device),
             "batch_size": self.batch_size or count,
             "precision": self.precision,
+            "weight_dtype": self.weight_dtype,
         }
+
+
+def _weight_layers(network: torch.nn.Module) -> list[torch.nn.Module]:
+    """The convolution and linear layers of a network, which hold nearly all of its weights."""
+    kinds = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)
+    return [m for m in network.modules() if isinstance(m, kinds)]
 
 
 def _offset_callback(callback: ProgressCallback | None, chunk: int, chunks: int) -> ProgressCallback | None:

@@ -223,3 +223,16 @@ def test_compiled_unet_gives_the_same_brain(model):
     assert compiled.settings["compiled"] == {"backend": "aot_eager"}
     assert set(model.unet.state_dict()) == set(type(model.unet)(**model.config.unet).state_dict())
     np.testing.assert_allclose(compiled.volume, eager.volume, atol=1e-5)
+
+
+def test_bfloat16_weights_sample_like_bfloat16_autocast(model):
+    reference = model.sample(seed=2, steps=3, precision="bfloat16")
+    model.set_weight_dtype("bfloat16")
+    assert model.weight_dtype == "bfloat16"
+    with pytest.raises(brainsynth.InvalidParameterError, match="stored in bfloat16: sample with precision 'bfloat16'"):
+        model.sample(seed=2, steps=3)
+    halved = model.sample(seed=2, steps=3, precision="bfloat16")
+    assert halved.settings["weight_dtype"] == "bfloat16"
+    assert float(np.abs(halved.volume - reference.volume).mean()) < 0.05 * float(np.abs(reference.volume).mean())
+    with pytest.raises(brainsynth.InvalidParameterError, match="weight dtype must be one of"):
+        model.set_weight_dtype("int8")

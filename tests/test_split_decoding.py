@@ -94,3 +94,13 @@ def test_cli_split_decoding_writes_the_same_volume(model_dir, tmp_path):
                      "--output", str(outputs[mode])]) == 0
     full, split = (np.asarray(nib.load(outputs[m]).dataobj) for m in ("full", "split"))
     np.testing.assert_allclose(split, full, atol=1e-5)
+
+
+def test_cli_low_memory_settings(model_dir, tmp_path, capsys):
+    out = tmp_path / "low.nii.gz"
+    assert main(["sample", "--model", str(model_dir), "--seed", "5", "--decoding", "split", "--precision", "bfloat16",
+                 "--weight-dtype", "bfloat16", "--quiet", "--output", str(out)]) == 0
+    assert np.isfinite(np.asarray(nib.load(out).dataobj)).all()
+    assert main(["sample", "--model", str(model_dir), "--weight-dtype", "bfloat16", "--quiet",
+                 "--output", str(tmp_path / "refused.nii.gz")]) == 1
+    assert "--weight-dtype bfloat16 needs --precision bfloat16" in capsys.readouterr().err

@@ -67,6 +67,9 @@ def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
             check_seed(getattr(args, flag), "--" + flag.replace("_", "-"))
     if args.steps is not None and args.steps < 1:
         raise InvalidParameterError(f"--steps must be at least 1 (got {args.steps})")
+    if args.weight_dtype != "float32" and args.precision != args.weight_dtype:
+        raise InvalidParameterError(f"--weight-dtype {args.weight_dtype} needs --precision {args.weight_dtype} "
+                                    f"(got --precision {args.precision})")
     return {"steps": args.steps, "scheduler": args.scheduler, "eta": args.eta, "device": args.device,
             "batch_size": args.batch_size, "precision": args.precision}
 
@@ -74,7 +77,7 @@ def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
 def _load_for_sampling(args: argparse.Namespace):
     model = load_model(args.model)
     model.decoding = args.decoding
-    return model
+    return model.set_weight_dtype(args.weight_dtype)
 
 
 def _write(result: SampleResult, args: argparse.Namespace, *, series: bool) -> list[Path]:
@@ -203,7 +206,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         return 0
     report = benchmark(args.model, device=args.device, steps=args.steps, scheduler=args.scheduler, runs=args.runs,
                        seed=args.seed, random_weights=args.random_weights, batch_size=args.batch_size,
-                       precision=args.precision, decoding=args.decoding, compile=args.compile)
+                       precision=args.precision, decoding=args.decoding, compile=args.compile,
+                       weight_dtype=args.weight_dtype)
     print(format_report(report))
     if args.json:
         atomic_write_json(args.json, report)

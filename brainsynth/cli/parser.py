@@ -96,6 +96,9 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
                        help="brains passed through the networks together (default 1)")
     group.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32",
                        help="network precision: float32 (exact), bfloat16 (CPU or GPU) or float16 (GPU)")
+    group.add_argument("--weight-dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                       help="store the U-Net's weights in this type (bfloat16 halves its memory; needs the same "
+                            "--precision)")
     group.add_argument("--decoding", choices=["auto", "full", "split"], default="auto",
                        help="decode in one piece (full) or slab by slab with bounded memory (split); auto picks "
                             "from the free memory (default auto)")
@@ -233,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="brainsynth samples N brains per call and reports time per brain (default 1)")
     bench.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32",
                        help="brainsynth's network precision (default float32)")
+    bench.add_argument("--weight-dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                       help="brainsynth's U-Net weight storage (default float32)")
     bench.add_argument("--decoding", choices=["auto", "full", "split"], default="auto",
                        help="brainsynth's decoding (default auto)")
     bench.add_argument("--compile", action="store_true", help="brainsynth's U-Net through torch.compile")
