@@ -8,6 +8,7 @@ speed-up and memory ratios, and how far brainsynth's brain is from the reference
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import subprocess
@@ -66,10 +67,8 @@ def _reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def _peak(device: torch.device) -> tuple[float, str]:
