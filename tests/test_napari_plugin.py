@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -167,3 +169,19 @@ def test_explore_screenshot_writes_a_picture(trained_model, tmp_path):
                               "--screenshot", str(path)], capture_output=True, text=True, timeout=300)
     assert process.returncode == 0, process.stderr[-2000:]
     assert _not_blank(Image.open(path))
+
+
+def test_explore_without_a_display_writes_a_brain(trained_model, tmp_path):
+    from PIL import Image
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    command = [sys.executable, "-m", "brainsynth", "explore", "--model", str(trained_model), "--seed", "2"]
+    process = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "napari cannot open here: there is no display" in process.stdout
+    assert nib.load(tmp_path / "brainsynth_brain.nii.gz").shape == brainsynth.load_model(trained_model).config.image_shape
+    assert (tmp_path / "brainsynth_brain.json").is_file()
+    assert _not_blank(Image.open(tmp_path / "brainsynth_brain.png"))
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert again.returncode == 1
+    assert "exists" in again.stderr

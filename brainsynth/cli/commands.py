@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from brainsynth.cli.parser import COVARIATE_FLAGS
 from brainsynth.cli.progress import progress_bar
 from brainsynth.cli.training import run_cohort, run_evaluate, run_export, run_train
 from brainsynth.devices import available_devices, resolve_device
-from brainsynth.errors import BrainsynthError, InvalidParameterError
+from brainsynth.errors import BrainsynthError, InvalidParameterError, OutputExistsError
 from brainsynth.hub import MODEL_NAMES, download_ukb, find_named_model
 from brainsynth.loading import load_model
 from brainsynth.model import LatentDiffusionModel
@@ -248,18 +249,58 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def has_display() -> bool:
+    """Whether a window can open here (an X or Wayland display on Linux; always elsewhere)."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
 def run_explore(args: argparse.Namespace) -> int:
-    """``brainsynth explore`` (needs the napari extra: pip install 'brainsynth[napari]')."""
+    """``brainsynth explore``: napari with the widgets, or one brain written to files without a display."""
     try:
         from napari_plugin._explore import explore
     except ImportError as exc:
-        raise BrainsynthError(f"explore needs napari: pip install 'brainsynth[napari]' ({exc})") from exc
+        reason = f"napari is not installed (pip install 'brainsynth[napari]'; {exc})"
+        explore = None
+    else:
+        reason = "there is no display (DISPLAY is not set)"
+    if explore is None or not has_display():
+        if args.screenshot:
+            raise BrainsynthError(f"--screenshot needs napari and a display, and {reason}")
+        return _explore_without_display(args, reason)
     if args.model:
         load_model(args.model)  # a bad model name fails here, in one line
     path = explore(args.model, args.screenshot, seed=args.seed)
     if path is not None:
         print(f"wrote {path}")
     return 0
+
+
+def _explore_without_display(args: argparse.Namespace, reason: str) -> int:
+    from brainsynth.figures import save_orthogonal_slices
+
+    path = Path(args.output).expanduser()
+    if not is_nifti_path(path):
+        raise InvalidParameterError(f"--output must end in .nii or .nii.gz (got {args.output!r})")
+    png = path.with_name(path.name.removesuffix(".gz").removesuffix(".nii") + ".png")
+    check_output_path(path, overwrite=False, name="--output")
+    if png.exists():
+        raise OutputExistsError(f"{png} exists; choose another --output")
+    print(f"napari cannot open here: {reason}; writing one brain instead")
+    model = load_model(args.model or "demo")
+    with progress_bar("sampling", False) as callback:
+        result = model.sample(seed=args.seed, callback=callback)
+    paths = result.save(path)
+    save_orthogonal_slices([result.volume], [result.affine], png, titles=[_title(result)], columns=1)
+    _report(result, paths)
+    print(f"wrote {png} (orthogonal slices) and {paths[0].name.split('.')[0]}.json (how it was made)")
+    return 0
+
+
+def _title(result: SampleResult) -> str:
+    values = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.covariates[0].items())
+    return f"{result.provenance['model']}: {values}; seed {result.seeds[0]}"
 
 
 def run_download(args: argparse.Namespace) -> int:

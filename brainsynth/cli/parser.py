@@ -249,8 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     info = _subparser(subparsers, "info", "Show the models found, their covariates and the devices available.")
     info.add_argument("--model", metavar="M", help="describe this model in detail")
 
-    explore = _subparser(subparsers, "explore", "Open napari with the brainsynth widgets and a model loaded.")
+    explore = _subparser(subparsers, "explore", "Open napari with the brainsynth widgets and a model loaded "
+                         "(without a display or napari: write one brain as NIfTI, sidecar and PNG).")
     explore.add_argument("--model", metavar="M", help="model name or folder (default: demo, if installed)")
+    explore.add_argument("--output", "-o", default="brainsynth_brain.nii.gz", metavar="PATH",
+                         help="where the brain goes when there is no display (default brainsynth_brain.nii.gz)")
     explore.add_argument("--screenshot", metavar="PNG", help="generate one brain, save a 3D screenshot and exit")
     explore.add_argument("--seed", type=int, default=0, help="seed of the screenshot's brain (default 0)")
 
