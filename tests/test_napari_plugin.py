@@ -179,7 +179,8 @@ def test_explore_without_a_display_writes_a_brain(trained_model, tmp_path):
     process = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert process.returncode == 0, process.stderr[-2000:]
     assert "napari cannot open here: there is no display" in process.stdout
-    assert nib.load(tmp_path / "brainsynth_brain.nii.gz").shape == brainsynth.load_model(trained_model).config.image_shape
+    expected = brainsynth.load_model(trained_model).config.image_shape
+    assert nib.load(tmp_path / "brainsynth_brain.nii.gz").shape == expected
     assert (tmp_path / "brainsynth_brain.json").is_file()
     assert _not_blank(Image.open(tmp_path / "brainsynth_brain.png"))
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
