@@ -24,7 +24,8 @@ def test_sample_returns_volume_affine_covariates_and_settings(model):
     assert result.covariates_normalised[0]["age"] == pytest.approx((70 - 44) / 38)
     assert result.seeds == (3,)
     assert result.settings == {"steps": 4, "scheduler": "ddim", "eta": 0.0, "device": "cpu", "batch_size": 1,
-                               "precision": "float32"}
+                               "precision": "float32", "weight_dtype": "float32", "decoding": "full",
+                               "compiled": None}
     assert result.provenance["model"] == "tiny"
     assert result.latents.shape == (1, 3, 8, 8, 8)
 

@@ -38,8 +38,23 @@ continue_flag() {  # --resume when the run folder has a checkpoint, nothing othe
 
 brainsynth evaluate --model "$work/model" --n 32 --output "$work/report" --overwrite
 
+# The evaluation report (markdown and figures) is kept in docs/demo-report.
+rm -rf "$repo/docs/demo-report" && mkdir -p "$repo/docs/demo-report"
+cp "$work/report/"*.md "$work/report/"*.json "$work/report/"*.png "$repo/docs/demo-report/"
+
+# The package gets the weights, the configuration and a model card: what the model is for, how it
+# was trained and the evaluation's tables.
 target="$repo/brainsynth/models/demo"
 rm -rf "$target.new" && mkdir -p "$target.new"
-cp "$work/model/model.json" "$work/model/README.md" "$work/model/"*.safetensors "$target.new/"
+cp "$work/model/model.json" "$work/model/"*.safetensors "$target.new/"
+{
+  cat "$here/card.md"
+  sed -n '/^## /,$p' "$work/model/README.md"
+  echo
+  echo "## Evaluation"
+  echo
+  echo "\`brainsynth evaluate --model demo --n 32\` (figures in docs/demo-report of the source repository):"
+  sed -n '2,$p' "$work/report/report.md" | grep -v '^!\[' | sed 's/^## /### /'
+} > "$target.new/README.md"
 rm -rf "$target" && mv "$target.new" "$target"
 echo "demo model written to $target"
