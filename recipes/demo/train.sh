@@ -3,8 +3,8 @@
 #
 #   bash recipes/demo/train.sh [WORKDIR]        (default WORKDIR: runs/demo)
 #
-# About 2.5 hours on a 2-core CPU: a 300-subject synthetic cohort (4 min), the autoencoder
-# (4000 steps at about 0.4 s) and the diffusion U-Net (5000 steps at about 1 s, on the posterior means). Every stage
+# About 3.5 hours on a 2-core CPU: a 300-subject synthetic cohort (4 min), the autoencoder
+# (4000 steps at about 0.4 s) and the diffusion U-Net (10000 steps at about 1 s, on the posterior means). Every stage
 # checkpoints; run the script again to continue where it stopped. The finished model is evaluated
 # and copied into the package.
 set -euo pipefail
