@@ -125,24 +125,23 @@ class SplitDecoder:
     def __init__(self, autoencoder: torch.nn.Module, slab_bytes: int = 64 * 2**20) -> None:
         self.autoencoder = autoencoder
         self.slab_bytes = int(slab_bytes)
-        self.side: Slabs | None = None
         check_split_supported(autoencoder)
 
     @torch.no_grad()
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         """Decode latents ``z`` (B, C, X', Y', Z'); returns the image like ``autoencoder.decode(z)``."""
-        x = self._conv(self._whole(z), _conv3d(self.autoencoder.post_quant_conv))
+        x, _ = self._conv(self._whole(z), _conv3d(self.autoencoder.post_quant_conv))
         pending: torch.nn.GroupNorm | None = None
         for block in self.autoencoder.decoder.blocks:
             if isinstance(block, torch.nn.GroupNorm):
                 pending = block
             elif isinstance(block, Convolution):
                 transform = _norm_transform(x, pending, silu=False) if pending is not None else None
-                x, pending = self._conv(x, _conv3d(block), transform), None
+                x, pending = self._conv(x, _conv3d(block), transform)[0], None
             elif isinstance(block, AEKLResBlock):
                 x = self._resblock(x, block)
             else:  # an Upsample checked by check_split_supported
-                x = self._conv(x, _conv3d(block.postconv), upsample=True)
+                x, _ = self._conv(x, _conv3d(block.postconv), upsample=True)
         return x.whole()
 
     # ----------------------------------------------------------------------------------- layers
@@ -157,12 +156,12 @@ class SplitDecoder:
 
     def _conv(self, source: Slabs, conv: torch.nn.Conv3d, transform: Transform | None = None, *,
               upsample: bool = False, release: bool = True, residual: Slabs | None = None,
-              side: torch.nn.Conv3d | None = None) -> Slabs:
+              side: torch.nn.Conv3d | None = None) -> tuple[Slabs, Slabs]:
         """``conv(transform(source))`` (after nearest x2 upsampling when asked), slab by slab.
 
         ``residual`` is added to the output (and released as it is used); ``side``, a 1x1x1
-        convolution of the untransformed source, is computed in the same pass and stored in
-        ``self.side`` so the source can be released early.
+        convolution of the untransformed source, is computed in the same pass (so the source can be
+        released early) and returned second.
         """
         factor = 2 if upsample else 1
         size = source.size * factor
@@ -192,17 +191,15 @@ class SplitDecoder:
             result.append(start, out)
             if release:
                 source.release_before((stop - halo) // factor)
-        self.side = side_out
-        return result
+        return result, side_out
 
     def _resblock(self, x: Slabs, block: AEKLResBlock) -> Slabs:
         projected = block.in_channels != block.out_channels
         side = _conv3d(block.nin_shortcut) if projected else None
-        h = self._conv(x, _conv3d(block.conv1), _norm_transform(x, block.norm1, silu=True), release=projected,
-                       side=side)
-        shortcut = self.side if projected else x
-        self.side = None
-        return self._conv(h, _conv3d(block.conv2), _norm_transform(h, block.norm2, silu=True), residual=shortcut)
+        h, projection = self._conv(x, _conv3d(block.conv1), _norm_transform(x, block.norm1, silu=True),
+                                   release=projected, side=side)
+        shortcut = projection if projected else x
+        return self._conv(h, _conv3d(block.conv2), _norm_transform(h, block.norm2, silu=True), residual=shortcut)[0]
 
 
 def check_split_supported(autoencoder: torch.nn.Module) -> None:
