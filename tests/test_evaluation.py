@@ -51,7 +51,9 @@ def test_report_holds_every_measurement(trained_model, tmp_path):
     assert 0.0 < report.reconstruction_ssim <= 1.0
     assert np.isfinite(report.samples_ms_ssim)
     assert np.isfinite(report.real_ms_ssim)
+    assert report.fidelity_design == "cohort"
     assert [f.covariate for f in report.fidelity] == ["ventricular_volume", "brain_volume"]
+    assert all(len(f.measured_real) == 3 and np.isfinite(f.mean_absolute_error_vs_real) for f in report.fidelity)
     assert all(len(f.requested) == len(f.measured) == 3 for f in report.fidelity)
     assert report.seconds_per_sample > 0
     text = (tmp_path / "report" / "report.md").read_text()
@@ -60,12 +62,31 @@ def test_report_holds_every_measurement(trained_model, tmp_path):
     for name in ("report.json", "samples.png", "reconstruction.png", "fidelity_ventricular_volume.png"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     assert json.loads((tmp_path / "report" / "report.json").read_text())["n"] == 3
+    # Each sample asked for one held-out subject's recorded volumes.
+    with open(tmp_path / "report" / "held_out_cohort" / "participants.tsv", newline="") as stream:
+        rows = list(csv.DictReader(stream, delimiter="\t"))
+    recorded = [float(row["ventricular_volume_ml"]) for row in rows[:3]]
+    np.testing.assert_allclose(report.fidelity[0].requested, recorded, rtol=1e-4)
+
+
+def test_sweep_spreads_one_covariate_over_the_real_range(trained_model, tmp_path):
+    model = brainsynth.load_model(trained_model)
+    report = evaluate_model(model, tmp_path / "report", n=3, device="cpu", fidelity="sweep",
+                            covariates=["ventricular_volume"])
+    (item,) = report.fidelity
+    with open(tmp_path / "report" / "held_out_cohort" / "participants.tsv", newline="") as stream:
+        recorded = [float(row["ventricular_volume_ml"]) for row in csv.DictReader(stream, delimiter="\t")][:3]
+    np.testing.assert_allclose([item.requested[0], item.requested[-1]], [min(recorded), max(recorded)], rtol=1e-4)
+    assert item.requested[0] < item.requested[1] < item.requested[2]
+    assert len(item.measured) == 3 and item.measured_real == []
+    assert "spread evenly" in (tmp_path / "report" / "report.md").read_text()
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"n": 1}, r"n must be an integer of at least 2"),
+        ({"fidelity": "random"}, r"fidelity must be one of cohort, sweep \(got 'random'\)"),
         ({"covariates": ["height"]}, r"covariate must be one of sex, age"),
         ({"covariates": ["age"]}, r"covariate 'age' cannot be measured in an image"),
         ({"segmenter": "nowhere"}, r"segmenter must look like package.module:function"),

@@ -156,6 +156,9 @@ def _add_training_commands(subparsers) -> None:
     evaluate.add_argument("--data", metavar="DIR", help="held-out real images (default: a fresh synthetic cohort)")
     evaluate.add_argument("--covariates", default="ventricular_volume,brain_volume", metavar="A,B",
                           help="covariates whose fidelity is measured")
+    evaluate.add_argument("--fidelity", default="cohort", choices=("cohort", "sweep"),
+                          help="requests of the fidelity measurement: the held-out subjects' covariates (cohort, "
+                               "default) or one covariate swept over their range, the others at defaults (sweep)")
     evaluate.add_argument("--segmenter", metavar="MODULE:FUNCTION",
                           help="volume measurement (default: brainsynth's template-space segmentation)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed (default 0)")

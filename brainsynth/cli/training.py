@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 from pathlib import Path
 
 from brainsynth.errors import InvalidParameterError
@@ -91,13 +92,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if isinstance(args.n, int) and args.n < 2:
         raise InvalidParameterError(f"--n must be at least 2 (pairs are compared; got {args.n})")
     model = load_model(args.model)
-    check_request(model, args.n, covariates)
-    report = evaluate_model(model, args.output, n=args.n, data=args.data, covariates=covariates,
+    check_request(model, args.n, covariates, args.fidelity)
+    report = evaluate_model(model, args.output, n=args.n, data=args.data, covariates=covariates, fidelity=args.fidelity,
                             segmenter=args.segmenter, seed=args.seed, device=args.device, overwrite=args.overwrite,
                             progress=lambda text: print(f"evaluating: {text}", flush=True))
     print(f"wrote {Path(args.output) / 'report.md'}")
     for item in report.fidelity:
-        print(f"  {item.covariate}: r = {item.pearson_r:.3f}, MAE = {item.mean_absolute_error:.1f} ml")
+        against_real = "" if math.isnan(item.mean_absolute_error_vs_real) else \
+            f", MAE vs the real images = {item.mean_absolute_error_vs_real:.1f} ml"
+        print(f"  {item.covariate}: r = {item.pearson_r:.3f}, MAE = {item.mean_absolute_error:.1f} ml{against_real}")
     print(f"  MS-SSIM samples {report.samples_ms_ssim:.4f} vs real {report.real_ms_ssim:.4f}; reconstruction "
           f"PSNR {report.reconstruction_psnr_db:.2f} dB; {report.seconds_per_sample:.2f} s per sample")
     return 0

@@ -10,17 +10,24 @@ from brainsynth.atomic import atomic_write_bytes
 
 
 def save_scatter(requested: Sequence[float], measured: Sequence[float], path: str | Path, *, label: str,
-                 title: str = "") -> Path:
-    """Scatter plot of measured against requested values with the identity line."""
+                 title: str = "", real: Sequence[float] | None = None) -> Path:
+    """Scatter plot of measured against requested values with the identity line.
+
+    ``real``, when given, holds the same segmenter's measurements of the real images whose recorded
+    values were requested; they are drawn as a second series.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(4.2, 4.0))
-    low, high = min(*requested, *measured), max(*requested, *measured)
+    values = [*requested, *measured, *(real or [])]
+    low, high = min(values), max(values)
     axis.plot([low, high], [low, high], color="0.6", linewidth=1, label="identity")
-    axis.scatter(requested, measured, s=18)
+    if real:
+        axis.scatter(requested, real, s=18, marker="x", color="tab:orange", label="real images")
+    axis.scatter(requested, measured, s=18, color="tab:blue", label="samples")
     axis.set_xlabel(f"requested {label.lower()} (ml)")
     axis.set_ylabel(f"measured {label.lower()} (ml)")
     axis.set_title(title, fontsize=9)
