@@ -78,7 +78,8 @@ def test_sweep_spreads_one_covariate_over_the_real_range(trained_model, tmp_path
         recorded = [float(row["ventricular_volume_ml"]) for row in csv.DictReader(stream, delimiter="\t")][:3]
     np.testing.assert_allclose([item.requested[0], item.requested[-1]], [min(recorded), max(recorded)], rtol=1e-4)
     assert item.requested[0] < item.requested[1] < item.requested[2]
-    assert len(item.measured) == 3 and item.measured_real == []
+    assert len(item.measured) == 3
+    assert item.measured_real == []
     assert "spread evenly" in (tmp_path / "report" / "report.md").read_text()
 
 

@@ -218,3 +218,28 @@ def test_bad_latents_setting_is_refused(tmp_path):
     bad = write_training_config(tmp_path / "c.json", diffusion={"latents": "mode"})
     with pytest.raises(brainsynth.InvalidParameterError, match=r"diffusion.latents must be 'sample'.*got 'mode'"):
         load_training_config(bad)
+
+
+def test_mixed_precision_run_resumes_a_float32_run(cohort_dir, trained_autoencoder, tmp_path):
+    run = tmp_path / "run"
+    float32 = write_training_config(tmp_path / "a.json", diffusion={"steps": 6, "checkpoint_every": 3})
+    train_diffusion(cohort_dir, trained_autoencoder, float32, run, device="cpu", quiet=True, steps=3)
+    mixed = write_training_config(tmp_path / "b.json", diffusion={"steps": 6, "checkpoint_every": 3,
+                                                                   "precision": "bfloat16"})
+    train_diffusion(cohort_dir, trained_autoencoder, mixed, run, device="cpu", quiet=True, resume=True)
+    assert [e["step"] for e in read_log(run) if e.get("event") == "resume"] == [3]
+    assert all(np.isfinite(v) for v in _losses(run, "loss"))
+    straight = tmp_path / "straight"
+    train_diffusion(cohort_dir, trained_autoencoder, float32, straight, device="cpu", quiet=True)
+    a, b = load_file(run / "unet.safetensors"), load_file(straight / "unet.safetensors")
+    assert all(a[k].dtype == torch.float32 for k in a)  # weights stay float32
+    assert not all(torch.equal(a[k], b[k]) for k in a)  # the last steps ran in bfloat16
+
+
+def test_bad_training_precision_is_refused(tmp_path):
+    from brainsynth.training.config import load_training_config
+
+    bad = write_training_config(tmp_path / "c.json", diffusion={"precision": "float16"})
+    with pytest.raises(brainsynth.InvalidParameterError,
+                       match=r"diffusion.precision must be one of float32, bfloat16 .*got 'float16'"):
+        load_training_config(bad)

@@ -19,8 +19,11 @@ from brainsynth.presets import UKB_COVARIATES
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
-#: Settings that say how long a run is and how often it reports, not how it trains.
-RUN_LENGTH_KEYS = ("steps", "checkpoint_every", "log_every", "image_every")
+#: Settings that say how long a run is, how often it reports and in which arithmetic it runs, not what
+#: it learns: a checkpoint may be resumed with other values of these.
+RUN_LENGTH_KEYS = ("steps", "checkpoint_every", "log_every", "image_every", "precision")
+#: Arithmetic of the diffusion U-Net's forward pass in training (weights and optimiser stay float32).
+TRAINING_PRECISIONS = ("float32", "bfloat16")
 
 #: Covariate sets a configuration can name, and the participants.tsv column of each covariate.
 COVARIATE_SETS: dict[str, tuple[tuple[CovariateSpec, ...], dict[str, str]]] = {
@@ -88,6 +91,7 @@ class DiffusionTraining:
     sampling_steps: int = 50
     sampling_scheduler: str = "ddim"
     latents: str = "sample"
+    precision: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -106,9 +110,9 @@ class TrainingConfig:
         return json.loads(json.dumps({"data": asdict(self.data), task: asdict(getattr(self, task))}))
 
     def section_hash(self, task: str) -> str:
-        """SHA-256 of the settings that shape training (:meth:`section` without the step count and the
-        checkpoint, log and image intervals), to tell whether a checkpoint belongs to this configuration.
-        A run may so be resumed with more steps to train longer."""
+        """SHA-256 of the settings that shape training (:meth:`section` without the step count, the
+        checkpoint, log and image intervals and the precision), to tell whether a checkpoint belongs to
+        this configuration. A run may so be resumed with more steps to train longer, or in another precision."""
         section = self.section(task)
         for key in RUN_LENGTH_KEYS:
             section[task].pop(key, None)
@@ -156,6 +160,11 @@ def _check(config: TrainingConfig) -> None:
         raise InvalidParameterError(
             f"diffusion.latents must be 'sample' (draws from the autoencoder's posterior) or 'mean' "
             f"(its mean) (got {config.diffusion.latents!r})"
+        )
+    if config.diffusion.precision not in TRAINING_PRECISIONS:
+        raise InvalidParameterError(
+            f"diffusion.precision must be one of {', '.join(TRAINING_PRECISIONS)} (bfloat16: mixed precision, "
+            f"weights stay float32) (got {config.diffusion.precision!r})"
         )
     for section in ("autoencoder", "diffusion"):
         settings = getattr(config, section)

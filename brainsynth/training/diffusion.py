@@ -167,7 +167,9 @@ class DiffusionTask(TrainingTask):
         x_t = self.noise.add_noise(original_samples=z, noise=eps, timesteps=t).to(device)
         concat, context = conditioning_inputs(covariates.to(device), z.shape[1:], self.model_config.conditioning)
         net_input = x_t if concat is None else torch.cat((x_t, concat), dim=1)
-        prediction = self.unet(net_input, timesteps=t.to(device), context=context)
+        mixed = self.settings.precision == "bfloat16"
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
+            prediction = self.unet(net_input, timesteps=t.to(device), context=context)
         epsilon = self.settings.noise_schedule.prediction_type == "epsilon"
         target = eps if epsilon else self.noise.get_velocity(z, eps, t)
         loss = torch.nn.functional.mse_loss(prediction.float(), target.to(device))
