@@ -243,3 +243,31 @@ def test_bad_training_precision_is_refused(tmp_path):
     with pytest.raises(brainsynth.InvalidParameterError,
                        match=r"diffusion.precision must be one of float32, bfloat16 .*got 'float16'"):
         load_training_config(bad)
+
+
+def test_cosine_learning_rate_falls_to_zero_and_a_run_can_be_annealed(cohort_dir, trained_autoencoder, tmp_path):
+    from brainsynth.training.diffusion import lr_factor
+
+    assert lr_factor(0, warmup=4, total=20, schedule="cosine") == pytest.approx(0.25)
+    assert lr_factor(4, warmup=4, total=20, schedule="cosine") == pytest.approx(1.0)
+    assert lr_factor(12, warmup=4, total=20, schedule="cosine") == pytest.approx(0.5)
+    assert lr_factor(19, warmup=4, total=20, schedule="cosine") < 0.01
+    assert lr_factor(19, warmup=4, total=20, schedule="constant") == 1.0
+    # A constant-rate run resumed with the cosine schedule anneals to the end of the run.
+    run = tmp_path / "run"
+    constant = write_training_config(tmp_path / "a.json", diffusion={"steps": 8, "checkpoint_every": 4,
+                                                                     "warmup_steps": 1, "log_every": 1})
+    train_diffusion(cohort_dir, trained_autoencoder, constant, run, device="cpu", quiet=True, steps=4)
+    cosine = write_training_config(tmp_path / "b.json", diffusion={"steps": 8, "checkpoint_every": 4,
+                                                                   "warmup_steps": 1, "log_every": 1,
+                                                                   "lr_schedule": "cosine"})
+    train_diffusion(cohort_dir, trained_autoencoder, cosine, run, device="cpu", quiet=True, resume=True)
+    rates = _losses(run, "lr")
+    assert len(rates) == 8
+    assert rates[:3] == [rates[0]] * 3  # constant before
+    assert rates[4] > rates[5] > rates[6] > rates[7]  # falling after
+    bad = write_training_config(tmp_path / "c.json", diffusion={"lr_schedule": "step"})
+    from brainsynth.training.config import load_training_config
+
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"lr_schedule must be one of constant, cosine"):
+        load_training_config(bad)

@@ -19,11 +19,14 @@ from brainsynth.presets import UKB_COVARIATES
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
-#: Settings that say how long a run is, how often it reports and in which arithmetic it runs, not what
-#: it learns: a checkpoint may be resumed with other values of these.
-RUN_LENGTH_KEYS = ("steps", "checkpoint_every", "log_every", "image_every", "precision")
+#: Settings that say how long a run is, how often it reports, in which arithmetic it runs and how its
+#: learning rate ends, not what it learns: a checkpoint may be resumed with other values of these (to
+#: train a run longer, or to anneal a long run).
+RUN_LENGTH_KEYS = ("steps", "checkpoint_every", "log_every", "image_every", "precision", "lr_schedule")
 #: Arithmetic of the diffusion U-Net's forward pass in training (weights and optimiser stay float32).
 TRAINING_PRECISIONS = ("float32", "bfloat16")
+#: Learning-rate schedules after the warm-up: constant, or a cosine from ``lr`` to 0 at the last step.
+LR_SCHEDULES = ("constant", "cosine")
 
 #: Covariate sets a configuration can name, and the participants.tsv column of each covariate.
 COVARIATE_SETS: dict[str, tuple[tuple[CovariateSpec, ...], dict[str, str]]] = {
@@ -83,6 +86,7 @@ class DiffusionTraining:
     lr: float = 1e-4
     ema_decay: float = 0.999
     warmup_steps: int = 100
+    lr_schedule: str = "constant"
     conditioning_dropout: float = 0.0
     checkpoint_every: int = 100
     log_every: int = 10
@@ -160,6 +164,10 @@ def _check(config: TrainingConfig) -> None:
         raise InvalidParameterError(
             f"diffusion.latents must be 'sample' (draws from the autoencoder's posterior) or 'mean' "
             f"(its mean) (got {config.diffusion.latents!r})"
+        )
+    if config.diffusion.lr_schedule not in LR_SCHEDULES:
+        raise InvalidParameterError(
+            f"diffusion.lr_schedule must be one of {', '.join(LR_SCHEDULES)} (got {config.diffusion.lr_schedule!r})"
         )
     if config.diffusion.precision not in TRAINING_PRECISIONS:
         raise InvalidParameterError(

@@ -10,6 +10,8 @@ weights are the result. The result is a brainsynth model folder written into the
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -106,6 +108,19 @@ def cached_latents(folder: Path, autoencoder: torch.nn.Module, manifest: dict[st
     return {"mu": cache["mu"], "sigma": cache["sigma"]}
 
 
+def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:
+    """Learning rate of optimiser step ``step`` (0-based) as a fraction of the configured one.
+
+    A linear warm-up over ``warmup`` steps, then constant, or (``"cosine"``) falling along a half
+    cosine to 0 at step ``total``.
+    """
+    factor = min(1.0, (step + 1) / max(1, warmup))
+    if schedule == "cosine" and step >= warmup:
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        factor = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return factor
+
+
 class DiffusionTask(TrainingTask):
     """One latent diffusion training run."""
 
@@ -128,8 +143,9 @@ class DiffusionTask(TrainingTask):
         if context.enabled:
             self.unet = DistributedDataParallel(self.unet)
         self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=settings.lr)
-        warmup = max(1, settings.warmup_steps)
-        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, functools.partial(lr_factor, warmup=settings.warmup_steps, total=settings.steps,
+                                              schedule=settings.lr_schedule))
         schedule = settings.noise_schedule
         self.noise = DDPMScheduler(num_train_timesteps=schedule.num_train_timesteps, schedule=schedule.schedule,
                                    beta_start=schedule.beta_start, beta_end=schedule.beta_end,

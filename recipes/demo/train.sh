@@ -3,9 +3,9 @@
 #
 #   bash recipes/demo/train.sh [WORKDIR]        (default WORKDIR: runs/demo)
 #
-# About 3.5 to 4 hours on a 2-core CPU: a 300-subject synthetic cohort (4-6 min), the autoencoder
-# (4000 steps at about 0.4 s) and the diffusion U-Net (10000 steps at 1.0-1.2 s, on the posterior
-# means, bfloat16 mixed precision). Every stage checkpoints; run the script again to continue where it
+# About 3 to 3.5 hours on a 2-core CPU: a 300-subject synthetic cohort (4-6 min), the autoencoder
+# (4000 steps at about 0.4 s) and the diffusion U-Net (8000 steps at 1.0-1.2 s, on the posterior
+# means, bfloat16 mixed precision, the learning rate annealed along a cosine). Every stage checkpoints; run the script again to continue where it
 # stopped. The finished model is evaluated and copied into the package.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
