@@ -13,8 +13,9 @@ repo="$(cd "$here/../.." && pwd)"
 work="${1:-$repo/runs/demo}"
 mkdir -p "$work"
 
-# A run started in an earlier session continues from the state committed in recipes/demo/state
-# (the finished autoencoder and the diffusion run's last checkpoint); the cohort is remade from its seed.
+# The state committed in recipes/demo/state (the finished autoencoder and diffusion runs) is reused
+# unless the work folder already has its own; the cohort is remade from its seed. Delete a stage's
+# folder in WORKDIR after the first copy to train that stage afresh.
 if [ -d "$here/state" ] && [ ! -e "$work/model/checkpoints/last.pt" ] && [ ! -e "$work/model/model.json" ]; then
   mkdir -p "$work/autoencoder" "$work/model"
   cp -rn "$here/state/autoencoder/." "$work/autoencoder/"
@@ -49,7 +50,8 @@ rm -rf "$target.new" && mkdir -p "$target.new"
 cp "$work/model/model.json" "$work/model/"*.safetensors "$target.new/"
 {
   cat "$here/card.md"
-  sed -n '/^## /,$p' "$work/model/README.md"
+  echo
+  sed -n '/^## /,$p' "$work/model/README.md" | sed "s|$repo/||g"
   echo
   echo "## Evaluation"
   echo
