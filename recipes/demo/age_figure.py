@@ -44,7 +44,7 @@ def main() -> None:
         result = model.sample({"sex": "female", "age": age, "ventricular_volume": ventricles,
                                "brain_volume": brain}, seed=args.seed, extrapolate=True)
         volumes.append(result.volume)
-        titles.append(f"{age:.0f} y, ventricles {ventricles:.0f} ml, brain {brain:.0f} ml")
+        titles.append(f"{age:.0f} y, ventricles {ventricles:.0f} ml")
     save_orthogonal_slices(volumes, [model.config.affine_array] * len(volumes), args.output, titles=titles, columns=1)
     print(f"wrote {args.output}")
 
