@@ -201,10 +201,12 @@ def evaluate_model(
     for name in covariates:
         on_real = [_field(m, MEASURABLE[name]) for m in real_measured]
         report.segmenter_agreement[name] = float(np.corrcoef(recorded[name][: len(real)], on_real)[0, 1])
+    if fidelity == "cohort":
+        say("measuring the samples")
+        sample_measured = [measure(volume, model.config.affine_array) for volume in samples]
     for name in covariates:
         say(f"fidelity of {name}")
         if fidelity == "cohort":
-            sample_measured = [measure(volume, model.config.affine_array) for volume in samples]
             real_values = [_field(real_measured[i % len(real)], MEASURABLE[name]) for i in range(n)]
             report.fidelity.append(_fidelity_of(name, recorded[name], sample_measured, real_values))
         else:
