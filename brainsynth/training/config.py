@@ -22,7 +22,7 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 #: Settings that say how long a run is, how often it reports, in which arithmetic it runs and how its
 #: learning rate ends, not what it learns: a checkpoint may be resumed with other values of these (to
 #: train a run longer, or to anneal a long run).
-RUN_LENGTH_KEYS = ("steps", "checkpoint_every", "log_every", "image_every", "precision", "lr_schedule")
+UNCHECKED_ON_RESUME = ("steps", "checkpoint_every", "log_every", "image_every", "precision", "lr_schedule")
 #: Arithmetic of the diffusion U-Net's forward pass in training (weights and optimiser stay float32).
 TRAINING_PRECISIONS = ("float32", "bfloat16")
 #: Learning-rate schedules after the warm-up: constant, or a cosine from ``lr`` to 0 at the last step.
@@ -118,7 +118,7 @@ class TrainingConfig:
         checkpoint, log and image intervals and the precision), to tell whether a checkpoint belongs to
         this configuration. A run may so be resumed with more steps to train longer, or in another precision."""
         section = self.section(task)
-        for key in RUN_LENGTH_KEYS:
+        for key in UNCHECKED_ON_RESUME:
             section[task].pop(key, None)
         return hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()
 
