@@ -96,8 +96,8 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
     model.decoding = spec.get("decoding", "auto")
     if spec["side"] == "brainsynth":
         model.set_weight_dtype(spec.get("weight_dtype", "float32"))
-    if spec.get("compile"):
-        model.compile()
+    if spec.get("compile"):  # True, or a torch.compile mode such as "reduce-overhead" (CUDA graphs)
+        model.compile(**({"mode": spec["compile"]} if isinstance(spec["compile"], str) else {}))
     batch = int(spec.get("batch_size", 1)) if spec["side"] == "brainsynth" else 1
     _reset_peak(device)
     seconds, volume = [], None
@@ -133,9 +133,17 @@ def _reference(model: LatentDiffusionModel, noise: torch.Tensor, covariates: dic
     return image[0, 0].float().cpu().numpy()
 
 
-def _run_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
+def run_side_in_subprocess(spec: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    """Run :func:`run_side` in a fresh Python process (its own peak memory), waiting at most ``timeout`` s.
+
+    ``spec`` holds ``side`` (``"reference"`` or ``"brainsynth"``), ``model``, ``random_weights``,
+    ``device``, ``steps``, ``scheduler``, ``runs``, ``seed``, ``volume_path`` (where the first brain is
+    saved as ``.npy``) and, for brainsynth's side, optionally ``batch_size``, ``precision``,
+    ``weight_dtype``, ``decoding`` and ``compile``. Returns the seconds per brain of each run, the peak
+    memory in MB and what kind of peak it is.
+    """
     process = subprocess.run([sys.executable, "-m", "brainsynth.benchmark", json.dumps(spec)],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, timeout=timeout)
     if process.returncode != 0:
         raise BrainsynthError(f"benchmark side {spec['side']} failed: {process.stderr.strip().splitlines()[-1:]}")
     return json.loads(process.stdout.strip().splitlines()[-1])
@@ -143,11 +151,12 @@ def _run_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
 
 def benchmark(model: str, *, device: str = "auto", steps: int | None = None, scheduler: str | None = None,
               runs: int = 1, seed: int = 0, random_weights: bool = False, batch_size: int = 1,
-              precision: str = "float32", decoding: str = "auto", compile: bool = False,  # noqa: A002
+              precision: str = "float32", decoding: str = "auto", compile: bool | str = False,  # noqa: A002
               weight_dtype: str = "float32") -> dict[str, Any]:
     """Time the reference loop (DDIM-50) and brainsynth's sampler on the same noise; return the report.
 
-    ``batch_size``, ``precision``, ``decoding`` and ``compile`` apply to brainsynth's side; its time
+    ``batch_size``, ``precision``, ``decoding`` and ``compile`` (``True`` or a :func:`torch.compile`
+    mode such as ``"reduce-overhead"``) apply to brainsynth's side; its time
     is per brain (a batch's time divided by its size), so ``1 / seconds`` is its throughput.
     """
     from brainsynth.evaluation.metrics import psnr, ssim
@@ -164,7 +173,7 @@ def benchmark(model: str, *, device: str = "auto", steps: int | None = None, sch
                     "batch_size": batch_size, "precision": precision, "decoding": decoding, "compile": compile,
                     "weight_dtype": weight_dtype,
                     "volume_path": str(Path(folder) / f"{side}.npy")}
-            measured = _run_in_subprocess(spec)
+            measured = run_side_in_subprocess(spec)
             sides[side] = Side(name=side, seconds=measured["seconds"], peak_memory_mb=measured["peak_memory_mb"],
                                memory_kind=measured["memory_kind"])
             volumes[side] = np.load(spec["volume_path"])
@@ -187,13 +196,14 @@ def benchmark(model: str, *, device: str = "auto", steps: int | None = None, sch
     }
 
 
-def _method(scheduler: str, steps: int, batch_size: int, precision: str, decoding: str, compiled: bool,
+def _method(scheduler: str, steps: int, batch_size: int, precision: str, decoding: str, compiled: bool | str,
             weight_dtype: str = "float32") -> str:
     extras = [f"batch {batch_size}"] if batch_size > 1 else []
     extras += [precision] if precision != "float32" else []
     extras += [f"{weight_dtype} weights"] if weight_dtype != "float32" else []
     extras += [f"{decoding} decoding"] if decoding != "auto" else []
-    extras += ["compiled"] if compiled else []
+    extras += [f"compiled ({compiled})" if isinstance(compiled, str) and compiled != "default" else "compiled"] \
+        if compiled else []
     return f"{scheduler} {steps} steps" + (f" ({', '.join(extras)})" if extras else "")
 
 
@@ -221,10 +231,6 @@ def format_report(report: dict[str, Any]) -> str:
                  f"DDIM-50: max {diff['max_abs']:.4f}, mean {diff['mean_abs']:.5f}, PSNR {diff['psnr_db']:.1f} dB, "
                  f"SSIM {diff['ssim']:.4f}")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":  # one side, in a subprocess of benchmark()
-    print(json.dumps(run_side(json.loads(sys.argv[1]))))
 
 
 def parse_sweep(text: str) -> list[tuple[str, int]]:
@@ -289,3 +295,7 @@ def format_sweep(rows: list[dict[str, Any]]) -> str:
         lines.append(f"{row['scheduler']:<14}{row['steps']:>6}{row['psnr_db']:>9.1f}{row['ssim']:>8.4f}"
                      f"{row['latent_mean_abs']:>12.4f}{row['median_seconds']:>9.2f}")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # one side, in a subprocess of benchmark()
+    print(json.dumps(run_side(json.loads(sys.argv[1]))))

@@ -55,3 +55,56 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if kind == "mps" and "mps" not in available_devices():
         raise DeviceUnavailableError("device 'mps' was requested but Apple MPS is not available; use 'auto' or 'cpu'")
     return torch.device(kind)
+
+
+#: Releases with known faults in low-precision 3D convolutions on CUDA GPUs:
+#: (precision, first affected cuDNN, first fixed cuDNN, torch versions affected or None for all, fault, reference).
+KNOWN_LOW_PRECISION_ISSUES: tuple[tuple[str, int, int, tuple[str, ...] | None, str, str], ...] = (
+    ("bfloat16", 90800, 91300, None,
+     "bfloat16 3D convolutions can return wrong values", "https://github.com/pytorch/pytorch/issues/163539"),
+    ("bfloat16", 0, 91500, ("2.9.",),
+     "bfloat16 3D convolutions take several times the memory of float32",
+     "https://github.com/pytorch/pytorch/issues/166643"),
+)
+
+
+def low_precision_issues(precision: str, cudnn_version: int | None = None, torch_version: str | None = None,
+                         ) -> list[str]:
+    """Known faults of low-precision 3D convolutions with this cuDNN and PyTorch, as sentences.
+
+    Parameters
+    ----------
+    precision : str
+        ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+    cudnn_version : int, optional
+        cuDNN's version number as :func:`torch.backends.cudnn.version` gives it (e.g. 91002 for 9.10.2);
+        default: the one PyTorch uses here (none without CUDA, and then there is nothing to report).
+    torch_version : str, optional
+        Default: :data:`torch.__version__`.
+
+    Returns
+    -------
+    list of str
+        One sentence per known fault, naming the versions, what to do instead and where it is described.
+    """
+    if cudnn_version is None:
+        if not torch.cuda.is_available():
+            return []
+        cudnn_version = torch.backends.cudnn.version()
+    if not cudnn_version:
+        return []
+    torch_version = torch_version or torch.__version__
+    found = []
+    for affected, first, fixed, torches, fault, link in KNOWN_LOW_PRECISION_ISSUES:
+        if precision != affected or not first <= cudnn_version < fixed:
+            continue
+        if torches is not None and not torch_version.startswith(torches):
+            continue
+        found.append(f"cuDNN {_cudnn_text(cudnn_version)} with PyTorch {torch_version}: {fault} ({link}); "
+                     f"use precision 'float16' or 'float32', or a PyTorch built with cuDNN {_cudnn_text(fixed)} "
+                     "or later")
+    return found
+
+
+def _cudnn_text(version: int) -> str:
+    return f"{version // 10000}.{version // 100 % 100}.{version % 100}"

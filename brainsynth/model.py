@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -19,7 +20,7 @@ import torch
 from brainsynth._version import __version__
 from brainsynth.config import ModelConfig
 from brainsynth.covariates import ResolvedCovariates, resolve_covariates
-from brainsynth.devices import resolve_device
+from brainsynth.devices import low_precision_issues, resolve_device
 from brainsynth.errors import InvalidParameterError
 from brainsynth.noise import check_seed, draw_noise, slerp
 from brainsynth.result import SampleResult
@@ -549,6 +550,9 @@ class _SamplingPlan:
             )
         if precision == "float16" and target.type == "cpu":
             raise InvalidParameterError("precision float16 needs a GPU; use bfloat16 on the CPU (got float16 on cpu)")
+        if target.type == "cuda":
+            for issue in low_precision_issues(precision):
+                warnings.warn(issue, RuntimeWarning, stacklevel=4)
         plan = cls(steps, name, float(eta), target, batch_size, precision)
         plan.weight_dtype = model.weight_dtype
         return plan

@@ -54,3 +54,20 @@ def test_bad_sweep_is_refused_before_loading():
                               "--sweep", "euler:10"], capture_output=True, text=True, timeout=120)
     assert process.returncode == 1
     assert "--sweep must look like" in process.stderr
+
+
+def test_compile_mode_is_named_in_the_method_and_checked_by_the_command():
+    from brainsynth.benchmark import _method
+    from brainsynth.cli.parser import build_parser
+
+    assert _method("ddim", 20, 1, "bfloat16", "auto", "reduce-overhead") == \
+        "ddim 20 steps (bfloat16, compiled (reduce-overhead))"
+    assert _method("ddim", 20, 8, "float32", "auto", True) == "ddim 20 steps (batch 8, compiled)"
+    parser = build_parser()
+    assert parser.parse_args(["benchmark", "--compile"]).compile == "default"
+    assert parser.parse_args(["benchmark", "--compile", "reduce-overhead"]).compile == "reduce-overhead"
+    assert parser.parse_args(["benchmark"]).compile is False
+    process = subprocess.run([sys.executable, "-m", "brainsynth", "benchmark", "--compile", "fastest"],
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 2
+    assert "--compile: invalid choice: 'fastest'" in process.stderr

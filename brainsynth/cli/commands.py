@@ -14,7 +14,7 @@ import torch
 from brainsynth.cli.parser import COVARIATE_FLAGS
 from brainsynth.cli.progress import progress_bar
 from brainsynth.cli.training import run_cohort, run_evaluate, run_export, run_train
-from brainsynth.devices import available_devices, resolve_device
+from brainsynth.devices import available_devices, low_precision_issues, resolve_device
 from brainsynth.errors import BrainsynthError, InvalidParameterError, OutputExistsError
 from brainsynth.hub import MODEL_NAMES, download_ukb, find_named_model
 from brainsynth.loading import load_model
@@ -246,6 +246,11 @@ def run_info(args: argparse.Namespace) -> int:
             print(f"  {name:<6} {text}\n         {where}")
         print("  or any brainsynth model folder (model.json) or MONAI bundle folder (configs/inference.json)")
     print(f"devices: {', '.join(available_devices())} (auto picks {resolve_device('auto')})")
+    if torch.cuda.is_available():
+        print(f"CUDA: torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")
+        for precision in ("bfloat16", "float16"):
+            for issue in low_precision_issues(precision):
+                print(f"  known issue: {issue}")
     return 0
 
 

@@ -243,7 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="brainsynth's U-Net weight storage (default float32)")
     bench.add_argument("--decoding", choices=["auto", "full", "split"], default="auto",
                        help="brainsynth's decoding (default auto)")
-    bench.add_argument("--compile", action="store_true", help="brainsynth's U-Net through torch.compile")
+    bench.add_argument("--compile", nargs="?", const="default", default=False,
+                       choices=["default", "reduce-overhead", "max-autotune"],
+                       help="brainsynth's U-Net through torch.compile, optionally with a mode "
+                            "(reduce-overhead: CUDA graphs, for one brain at a time on a GPU)")
     bench.add_argument("--sweep", metavar="SPEC",
                        help="instead: quality against DDIM-50 and time per brain for each solver and step count, "
                             "e.g. 'ddim:10,20;dpm-solver++:10,15,20' (over --runs seeds)")

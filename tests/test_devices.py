@@ -1,0 +1,42 @@
+"""Device choice and the known low-precision faults of cuDNN releases."""
+
+import pytest
+import torch
+
+from brainsynth.devices import available_devices, low_precision_issues, resolve_device
+
+
+def test_cpu_is_always_available_and_last():
+    devices = available_devices()
+    assert devices[-1] == "cpu"
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize(("precision", "cudnn", "torch_version", "expected"), [
+    ("bfloat16", 91002, "2.8.0", ["pytorch/issues/163539"]),   # wrong values in 9.8 to 9.12
+    ("bfloat16", 91300, "2.10.0", []),                          # fixed in 9.13
+    ("bfloat16", 91400, "2.9.1", ["pytorch/issues/166643"]),    # memory regression of torch 2.9 before 9.15
+    ("bfloat16", 91000, "2.9.0", ["pytorch/issues/163539", "pytorch/issues/166643"]),
+    ("bfloat16", 91501, "2.9.1", []),
+    ("float16", 91002, "2.9.0", []),                            # float16 is not affected
+    ("float32", 91002, "2.9.0", []),
+    ("bfloat16", 90701, "2.8.0", []),
+])
+def test_known_low_precision_issues_match_their_versions(precision, cudnn, torch_version, expected):
+    issues = low_precision_issues(precision, cudnn_version=cudnn, torch_version=torch_version)
+    assert len(issues) == len(expected)
+    for issue, link in zip(issues, expected, strict=True):
+        assert link in issue
+        assert f"PyTorch {torch_version}" in issue
+        assert "use precision 'float16' or 'float32'" in issue
+
+
+def test_cudnn_version_is_written_as_people_read_it():
+    (issue,) = low_precision_issues("bfloat16", cudnn_version=91002, torch_version="2.8.0")
+    assert issue.startswith("cuDNN 9.10.2 with PyTorch 2.8.0: bfloat16 3D convolutions can return wrong values")
+    assert "cuDNN 9.13.0 or later" in issue
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_nothing_to_report_without_cuda():
+    assert low_precision_issues("bfloat16") == []
