@@ -74,6 +74,12 @@ class ModelConfig:
         Number of sampling steps used when the caller gives none.
     default_scheduler : str
         Scheduler used when the caller gives none.
+    null_condition : float or None
+        The value every normalised covariate took when training dropped the conditioning (conditioning
+        dropout), so that the U-Net also predicts without covariates; ``None`` for a model trained
+        without it, which then cannot sample with classifier-free guidance.
+    default_guidance : float
+        Classifier-free guidance scale used when the caller gives none (1: plain conditional sampling).
     description : str
         One paragraph for model cards and ``brainsynth info``.
     """
@@ -90,6 +96,8 @@ class ModelConfig:
     scale_factor: float = 1.0
     default_steps: int = 50
     default_scheduler: str = "ddim"
+    null_condition: float | None = None
+    default_guidance: float = 1.0
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -137,6 +145,8 @@ class ModelConfig:
             "scale_factor": self.scale_factor,
             "default_steps": self.default_steps,
             "default_scheduler": self.default_scheduler,
+            "null_condition": self.null_condition,
+            "default_guidance": self.default_guidance,
             "extra": dict(self.extra),
         }
 
@@ -164,6 +174,8 @@ class ModelConfig:
                 scale_factor=float(data.get("scale_factor", 1.0)),
                 default_steps=int(data.get("default_steps", 50)),
                 default_scheduler=str(data.get("default_scheduler", "ddim")),
+                null_condition=None if data.get("null_condition") is None else float(data["null_condition"]),
+                default_guidance=float(data.get("default_guidance", 1.0)),
                 extra=dict(data.get("extra", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -206,6 +218,11 @@ def check_config(config: ModelConfig) -> None:
         )
     if config.scale_factor <= 0:
         problems.append(f"scale_factor must be positive (got {config.scale_factor})")
+    if not config.default_guidance >= 1.0:
+        problems.append(f"default_guidance must be at least 1 (got {config.default_guidance})")
+    if config.default_guidance != 1.0 and config.null_condition is None:
+        problems.append("default_guidance other than 1 needs a null_condition (a model trained with conditioning "
+                        "dropout)")
     names = [c.name for c in config.covariates]
     if len(set(names)) != len(names):
         problems.append(f"covariate names must be unique (got {names})")

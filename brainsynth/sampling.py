@@ -135,6 +135,8 @@ def denoise(
     generators: Sequence[torch.Generator] | None = None,
     callback: ProgressCallback | None = None,
     precision: str = "float32",
+    guidance: float = 1.0,
+    null_condition: float | None = None,
 ) -> torch.Tensor:
     """Run the reverse diffusion process from ``x_T`` to ``x_0``.
 
@@ -161,20 +163,35 @@ def denoise(
         :class:`~brainsynth.errors.SamplingCancelled`.
     precision : str
         ``"float32"``, or ``"bfloat16"``/``"float16"`` autocast for the U-Net (solver steps stay float32).
+    guidance : float
+        Classifier-free guidance scale ``w`` (Ho and Salimans 2022): the output used is
+        ``out(c0) + w * (out(c) - out(c0))`` with ``c0`` every covariate set to ``null_condition``;
+        1 is plain conditional sampling (one U-Net pass per step, the others two, in one batch).
+    null_condition : float, optional
+        The covariate value standing for "no conditioning" in training; needed when ``guidance != 1``.
 
     Returns
     -------
     torch.Tensor
         The denoised latent ``x_0``, shape (B, C, X, Y, Z).
     """
+    guided = guidance != 1.0
+    if guided and null_condition is None:
+        raise ValueError("guidance other than 1 needs the model's null_condition")
+    if guided:  # conditional and unconditional halves of one batch
+        covariates = torch.cat((covariates, torch.full_like(covariates, float(null_condition))))
     concat, context = conditioning_inputs(covariates, x_T.shape[1:], conditioning)
     timesteps = [int(t) for t in scheduler.timesteps]
     x_t = x_T
     for step, t in enumerate(timesteps, start=1):
-        net_input = x_t if concat is None else torch.cat((x_t, concat), dim=1)
-        t_batch = torch.full((x_t.shape[0],), t, device=x_t.device, dtype=torch.long)
+        x_in = torch.cat((x_t, x_t)) if guided else x_t
+        net_input = x_in if concat is None else torch.cat((x_in, concat), dim=1)
+        t_batch = torch.full((x_in.shape[0],), t, device=x_t.device, dtype=torch.long)
         with autocast(x_t.device, precision):
             model_output = unet(net_input, timesteps=t_batch, context=context).float()
+        if guided:
+            conditional, unconditional = model_output.chunk(2)
+            model_output = unconditional + guidance * (conditional - unconditional)
         x_prev = _scheduler_step(scheduler, model_output, t, x_t, eta=eta, generators=generators)
         if callback is not None:
             x_0 = predict_clean(scheduler, model_output, x_t, t, prediction_type)

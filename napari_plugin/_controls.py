@@ -17,6 +17,9 @@ from brainsynth.schedulers import SCHEDULERS
 from brainsynth.stepping import iterate_steps
 from napari_plugin._models import available_models, get_model
 
+#: Largest guidance scale the slider offers (the API takes up to 20).
+MAX_GUIDANCE = 7.0
+
 FOLDER_CHOICE = "folder..."
 MAX_SEED = 2**31 - 1
 
@@ -96,24 +99,30 @@ class ModelControls(Container):
 
 
 class SamplingControls(Container):
-    """Seed (with a random button), steps, scheduler and device."""
+    """Seed (with a random button), steps, scheduler, guidance and device."""
 
     def __init__(self, default_steps: int = 50, default_scheduler: str = "ddim") -> None:
         self.seed = SpinBox(label="seed", min=0, max=MAX_SEED, value=0)
         self.random_seed = PushButton(text="random seed")
         self.steps = SpinBox(label="steps", min=1, max=1000, value=default_steps)
         self.scheduler = ComboBox(label="scheduler", choices=list(SCHEDULERS), value=default_scheduler)
+        self.guidance = FloatSlider(label="guidance", min=1.0, max=MAX_GUIDANCE, step=0.25, value=1.0,
+                                    tooltip="classifier-free guidance: above 1 follows the covariates more closely "
+                                            "(models trained with conditioning dropout)")
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
-        super().__init__(widgets=[self.seed, self.random_seed, self.steps, self.scheduler, self.device])
+        super().__init__(widgets=[self.seed, self.random_seed, self.steps, self.scheduler, self.guidance, self.device])
         self.random_seed.changed.connect(lambda _: setattr(self.seed, "value", random.randint(0, MAX_SEED)))
 
     def use_model_defaults(self, model: LatentDiffusionModel | None) -> None:
         if model is not None:
             self.steps.value = model.config.default_steps
             self.scheduler.value = model.config.default_scheduler
+            self.guidance.value = model.config.default_guidance
+            self.guidance.enabled = model.config.null_condition is not None
 
     def options(self) -> dict[str, Any]:
-        return {"steps": int(self.steps.value), "scheduler": self.scheduler.value, "device": self.device.value}
+        return {"steps": int(self.steps.value), "scheduler": self.scheduler.value, "device": self.device.value,
+                "guidance": float(self.guidance.value)}
 
 
 class RunControls(Container):

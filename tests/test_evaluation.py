@@ -92,6 +92,7 @@ def test_sweep_spreads_one_covariate_over_the_real_range(trained_model, tmp_path
         ({"covariates": ["age"]}, r"covariate 'age' cannot be measured in an image"),
         ({"segmenter": "nowhere"}, r"segmenter must look like package.module:function"),
         ({"segmenter": "nowhere_at_all:f"}, r"segmenter 'nowhere_at_all:f' cannot be imported"),
+        ({"guidance": 2.0}, r"guidance must be 1 for model .* trained without conditioning dropout"),
     ],
 )
 def test_nonsensical_requests_are_refused(model, tmp_path, kwargs, message):

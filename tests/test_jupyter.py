@@ -37,6 +37,18 @@ def test_explorer_generates_with_the_widget_values(model, tmp_path):
     assert path.is_file()
 
 
+def test_explorer_guidance_slider_follows_the_model(model):
+    from tests.tiny import tiny_model
+
+    assert Explorer(model).guidance.disabled  # trained without conditioning dropout
+    explorer = Explorer(tiny_model(null_condition=-1.0, default_guidance=2.0))
+    assert not explorer.guidance.disabled
+    assert explorer.guidance.value == 2.0
+    explorer.guidance.value = 3.0
+    explorer.steps.value = 2
+    assert explorer.generate(wait=True).settings["guidance"] == 3.0
+
+
 def test_explorer_background_run_and_cancel(model):
     explorer = Explorer(model)
     explorer.steps.value = 1000

@@ -62,10 +62,25 @@ def test_generate_adds_a_3d_brain_with_affine_and_provenance(make_napari_viewer,
     expected = model.sample(widget.model_controls.values(), seed=3).volume
     np.testing.assert_allclose(layer.data, expected, atol=1e-5)
     assert len(seen) == model.config.default_steps
+    assert not widget.sampling.guidance.enabled  # trained without conditioning dropout
+    assert layer.metadata["brainsynth"]["guidance"] == 1.0
     assert "brainsynth preview" not in viewer.layers
     assert viewer.dims.ndisplay == 3
     assert _not_blank(viewer.screenshot(canvas_only=True, flash=False))
     assert widget.last_seconds > 0
+
+
+def test_guidance_slider_follows_the_model(make_napari_viewer, tmp_path):
+    from brainsynth.model_dir import save_model_dir
+    from tests.tiny import tiny_model
+
+    folder = save_model_dir(tiny_model(null_condition=-1.0, default_guidance=2.0), tmp_path / "guided")
+    widget = _dock(make_napari_viewer(), "Generate")
+    _use_model(widget, folder)
+    assert widget.sampling.guidance.enabled
+    assert widget.sampling.options()["guidance"] == 2.0
+    widget.sampling.guidance.value = 3.5
+    assert widget.sampling.options()["guidance"] == 3.5
 
 
 def test_cancel_leaves_no_layer_and_ends_the_worker(make_napari_viewer, qtbot, trained_model):

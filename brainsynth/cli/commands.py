@@ -72,7 +72,7 @@ def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
         raise InvalidParameterError(f"--weight-dtype {args.weight_dtype} needs --precision {args.weight_dtype} "
                                     f"(got --precision {args.precision})")
     return {"steps": args.steps, "scheduler": args.scheduler, "eta": args.eta, "device": args.device,
-            "batch_size": args.batch_size, "precision": args.precision}
+            "batch_size": args.batch_size, "precision": args.precision, "guidance": args.guidance}
 
 
 def _load_for_sampling(args: argparse.Namespace):
@@ -225,6 +225,8 @@ def describe_model(model: LatentDiffusionModel) -> str:
         f"{' x '.join(f'{v:g}' for v in config.voxel_size)} mm; latent {' x '.join(map(str, config.latent_shape))}",
         f"  sampling default: {config.default_scheduler}, {config.default_steps} steps; conditioning "
         f"{config.conditioning}",
+        f"  guidance: default {config.default_guidance:g}" + (
+            "" if config.null_condition is not None else " (trained without conditioning dropout: 1 only)"),
         "  covariates:",
     ]
     for spec in config.covariates:

@@ -99,6 +99,9 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--weight-dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                        help="store the U-Net's weights in this type (bfloat16 halves its memory; needs the same "
                             "--precision)")
+    group.add_argument("--guidance", type=float, metavar="W",
+                       help="classifier-free guidance scale, 1-20 (default: the model's); above 1 follows the "
+                            "covariates more closely, for models trained with conditioning dropout")
     group.add_argument("--decoding", choices=["auto", "full", "split"], default="auto",
                        help="decode in one piece (full) or slab by slab with bounded memory (split); auto picks "
                             "from the free memory (default auto)")
@@ -139,6 +142,8 @@ def _add_training_commands(subparsers) -> None:
         sub.add_argument("--data", required=True, metavar="DIR", help="folder with participants.tsv and sub-*/anat")
         if stage == "diffusion":
             sub.add_argument("--autoencoder", required=True, metavar="DIR", help="run folder of the autoencoder")
+            sub.add_argument("--init-from", metavar="MODEL",
+                             help="fine-tune: start from this model's U-Net weights (same autoencoder and settings)")
         sub.add_argument("--config", default="demo", metavar="PRESET_OR_FILE",
                          help="preset (tiny, demo, paper) or JSON file (default demo)")
         sub.add_argument("--output", "-o", required=True, metavar="DIR", help="run folder")
@@ -163,6 +168,8 @@ def _add_training_commands(subparsers) -> None:
                           help="volume measurement (default: brainsynth's template-space segmentation)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    evaluate.add_argument("--guidance", type=float, metavar="W",
+                          help="classifier-free guidance scale of the samples (default: the model's)")
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing report")
 
     export = _subparser(subparsers, "export", "Export a model in another format.")

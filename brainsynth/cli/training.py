@@ -67,7 +67,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.stage == "autoencoder":
         result = train_autoencoder(args.data, args.config, args.output, **options)
     else:
-        result = train_diffusion(args.data, args.autoencoder, args.config, args.output, **options)
+        result = train_diffusion(args.data, args.autoencoder, args.config, args.output, init_from=args.init_from,
+                                 **options)
     print(f"trained {args.stage}: {result}")
     return 0
 
@@ -94,7 +95,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     check_request(model, args.n, covariates, args.fidelity)
     report = evaluate_model(model, args.output, n=args.n, data=args.data, covariates=covariates, fidelity=args.fidelity,
-                            segmenter=args.segmenter, seed=args.seed, device=args.device, overwrite=args.overwrite,
+                            segmenter=args.segmenter, seed=args.seed, device=args.device, guidance=args.guidance,
+                            overwrite=args.overwrite,
                             progress=lambda text: print(f"evaluating: {text}", flush=True))
     print(f"wrote {Path(args.output) / 'report.md'}")
     for item in report.fidelity:

@@ -31,7 +31,7 @@ import torch
 
 from brainsynth.errors import InvalidParameterError, OutputExistsError
 from brainsynth.evaluation.metrics import mean_pairwise_ms_ssim, psnr, ssim
-from brainsynth.model import LatentDiffusionModel
+from brainsynth.model import LatentDiffusionModel, check_guidance
 
 #: Covariates whose fidelity can be measured, and the field of the segmenter's result that measures each.
 MEASURABLE = {"ventricular_volume": "ventricular_volume_ml", "brain_volume": "brain_volume_ml"}
@@ -138,6 +138,7 @@ def evaluate_model(
     segmenter: str | None = None,
     seed: int = 0,
     device: str = "auto",
+    guidance: float | None = None,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> EvaluationReport:
@@ -164,6 +165,8 @@ def evaluate_model(
         Seed of the held-out cohort and of the samples.
     device : str
         Sampling device.
+    guidance : float, optional
+        Classifier-free guidance scale of the samples (default: the model's).
     overwrite : bool
         Replace an existing report folder's files.
     progress : callable, optional
@@ -171,6 +174,7 @@ def evaluate_model(
     """
     covariates = list(MEASURABLE) if covariates is None else covariates
     check_request(model, n, covariates, fidelity)
+    guidance = check_guidance(model.config, guidance)
     measure = load_segmenter(segmenter)
     output = Path(output).expanduser()
     if not output.parent.is_dir():
@@ -186,14 +190,15 @@ def evaluate_model(
     say("reconstruction")
     recon_psnr, recon_ssim, reconstructions = _reconstruction(model, real, device)
     say("diversity")
-    samples, seconds = _diverse_samples(model, images, n, seed, device)
+    samples, seconds = _diverse_samples(model, images, n, seed, device, guidance)
     report = EvaluationReport(
         model=model.name, n=n, real_images=str(data_path),
         reconstruction_psnr_db=recon_psnr, reconstruction_ssim=recon_ssim,
         samples_ms_ssim=mean_pairwise_ms_ssim(samples), real_ms_ssim=mean_pairwise_ms_ssim(real),
         fidelity_design=fidelity, seconds_per_sample=seconds,
         settings={"steps": model.config.default_steps, "scheduler": model.config.default_scheduler,
-                  "device": device, "seed": seed, "segmenter": segmenter or "brainsynth.evaluation.volumetry"},
+                  "guidance": guidance, "device": device, "seed": seed,
+                  "segmenter": segmenter or "brainsynth.evaluation.volumetry"},
     )
     say("measuring the real images")
     recorded = {name: _recorded(images, model, name, n) for name in covariates}
@@ -210,7 +215,8 @@ def evaluate_model(
             real_values = [_field(real_measured[i % len(real)], MEASURABLE[name]) for i in range(n)]
             report.fidelity.append(_fidelity_of(name, recorded[name], sample_measured, real_values))
         else:
-            report.fidelity.append(_swept_fidelity(model, name, recorded[name], n, seed, device, measure))
+            report.fidelity.append(_swept_fidelity(model, name, recorded[name], n, seed, device, measure,
+                                                   guidance))
     _write(report, output, model, real, reconstructions, samples)
     return report
 
@@ -230,7 +236,7 @@ def _reconstruction(model: LatentDiffusionModel, real: list[np.ndarray], device:
     return float(np.mean([v[0] for v in values])), float(np.mean([v[1] for v in values])), reconstructions
 
 
-def _diverse_samples(model: LatentDiffusionModel, images, n: int, seed: int, device: str):
+def _diverse_samples(model: LatentDiffusionModel, images, n: int, seed: int, device: str, guidance: float):
     """n samples with the covariates of real subjects (cycled), one per seed; median seconds per sample."""
     specs = model.config.covariates
     samples, seconds = [], []
@@ -239,7 +245,8 @@ def _diverse_samples(model: LatentDiffusionModel, images, n: int, seed: int, dev
         values = {s.name: (s.choices[round(v)] if s.categorical else s.denormalise(v)) for s, v in
                   zip(specs, normalised, strict=True)}
         started = time.perf_counter()
-        samples.append(model.sample(values, seed=seed + i, device=device, extrapolate=True).volume)
+        samples.append(model.sample(values, seed=seed + i, device=device, guidance=guidance,
+                                    extrapolate=True).volume)
         seconds.append(time.perf_counter() - started)
     return samples, float(np.median(seconds))
 
@@ -262,11 +269,13 @@ def _fidelity_of(name: str, requested: list[float], measured: list[Any], real: l
     return result
 
 
-def _swept_fidelity(model, name: str, recorded: list[float], n: int, seed: int, device: str, measure) -> Fidelity:
+def _swept_fidelity(model, name: str, recorded: list[float], n: int, seed: int, device: str, measure,
+                    guidance: float = 1.0) -> Fidelity:
     """One covariate evenly over the held-out subjects' range, the others at their defaults."""
     requested = np.linspace(min(recorded), max(recorded), n).tolist()
-    measured = [measure(model.sample({name: value}, seed=seed + 1000 + i, device=device, extrapolate=True).volume,
-                        model.config.affine_array) for i, value in enumerate(requested)]
+    measured = [measure(model.sample({name: value}, seed=seed + 1000 + i, device=device, guidance=guidance,
+                                     extrapolate=True).volume, model.config.affine_array)
+                for i, value in enumerate(requested)]
     return _fidelity_of(name, requested, measured)
 
 
@@ -297,11 +306,13 @@ _DESIGN_TEXT = {
 
 def render_markdown(report: EvaluationReport) -> str:
     """The report as markdown, with a table in the style of the paper's Table 1."""
+    guidance = report.settings.get("guidance", 1.0)
     lines = [
         f"# Evaluation of {report.model}",
         "",
         f"{report.n} samples per measurement; real images from `{report.real_images}`; "
-        f"sampling with {report.settings['scheduler']} at {report.settings['steps']} steps on "
+        f"sampling with {report.settings['scheduler']} at {report.settings['steps']} steps"
+        f"{'' if guidance == 1.0 else f', guidance {guidance:g}'} on "
         f"{report.settings['device']}.",
         "",
         "| model | MS-SSIM | reconstruction PSNR (dB) | reconstruction SSIM | s per sample |",

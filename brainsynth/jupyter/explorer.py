@@ -73,6 +73,10 @@ class Explorer:
         self.steps = widgets.BoundedIntText(value=config.default_steps, min=1, max=1000, description="steps")
         self.scheduler = widgets.Dropdown(options=list(SCHEDULERS), value=config.default_scheduler,
                                           description="scheduler")
+        self.guidance = widgets.FloatSlider(value=config.default_guidance, min=1.0, max=7.0, step=0.25,
+                                            description="guidance", disabled=config.null_condition is None,
+                                            tooltip="classifier-free guidance: above 1 follows the covariates "
+                                                    "more closely (models trained with conditioning dropout)")
         self.device = widgets.Dropdown(options=["auto", *available_devices()], value="auto", description="device")
         self.generate_button = widgets.Button(description="Generate", button_style="primary")
         self.cancel_button = widgets.Button(description="Cancel", disabled=True)
@@ -94,6 +98,7 @@ class Explorer:
         self.widget = widgets.VBox([
             widgets.HTML(f"<b>brainsynth</b>: {config.name}"), self.covariate_box, self.extrapolate,
             widgets.HBox([self.seed, self.random_seed]), widgets.HBox([self.steps, self.scheduler, self.device]),
+            self.guidance,
             widgets.HBox([self.generate_button, self.cancel_button, self.progress, self.status]),
             widgets.HBox(list(self.slice_sliders.values())), self.view,
         ])
@@ -153,6 +158,7 @@ class Explorer:
         try:
             result = self.model.sample(self.values(), seed=int(self.seed.value), steps=int(self.steps.value),
                                        scheduler=self.scheduler.value, device=self.device.value,
+                                       guidance=float(self.guidance.value),
                                        extrapolate=bool(self.extrapolate.value), callback=self._on_step)
         except SamplingCancelled:
             self.status.value = "cancelled"

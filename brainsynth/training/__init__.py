@@ -23,7 +23,7 @@ __all__ = ["TrainingConfig", "TrainingInterrupted", "load_training_config", "tra
 
 def _train(task_name: str, data: str | Path, config: str | Path | TrainingConfig, output: str | Path, *,
            autoencoder: str | Path | None, resume: bool, overwrite: bool, device: str, quiet: bool,
-           steps: int | None) -> Path:
+           steps: int | None, init_from: str | Path | None = None) -> Path:
     settings = config if isinstance(config, TrainingConfig) else load_training_config(config)
     if steps is not None:
         settings = settings.with_steps(task_name, steps)
@@ -35,12 +35,15 @@ def _train(task_name: str, data: str | Path, config: str | Path | TrainingConfig
         folder = check_output(output, resume=resume, overwrite=overwrite)
         images = TrainingImages(data, settings.data)  # checks the data before touching the output
         section, config_hash = settings.section(task_name), settings.section_hash(task_name)
+        if init_from is not None:
+            _check_init_from(init_from)
+            section = {**section, "init_from": str(init_from)}
         prepare_output(folder, section=section, config_hash=config_hash, task=task_name, overwrite=overwrite,
                        context=context)
         if task_name == "autoencoder":
             task = AutoencoderTask(settings, images, context, folder)
         else:
-            task = DiffusionTask(settings, images, autoencoder, context, folder)
+            task = DiffusionTask(settings, images, autoencoder, context, folder, init_from=init_from)
         section_settings = getattr(settings, task_name)
         return run_training(task, output=folder, total_steps=section_settings.steps,
                             checkpoint_every=section_settings.checkpoint_every, log_every=section_settings.log_every,
@@ -48,6 +51,17 @@ def _train(task_name: str, data: str | Path, config: str | Path | TrainingConfig
                             resume=resume, quiet=quiet)
     finally:
         shutdown(context)
+
+
+def _check_init_from(init_from: str | Path) -> None:
+    from brainsynth.errors import BrainsynthError, InvalidParameterError
+    from brainsynth.loading import load_model
+
+    try:
+        load_model(init_from)
+    except BrainsynthError as exc:
+        raise InvalidParameterError(f"init_from must be a model name or folder (got {str(init_from)!r}: {exc})") \
+            from exc
 
 
 def train_autoencoder(data: str | Path, config: str | Path | TrainingConfig, output: str | Path, *,
@@ -85,11 +99,18 @@ def train_autoencoder(data: str | Path, config: str | Path | TrainingConfig, out
 
 def train_diffusion(data: str | Path, autoencoder: str | Path, config: str | Path | TrainingConfig,
                     output: str | Path, *, resume: bool = False, overwrite: bool = False, device: str = "auto",
-                    quiet: bool = False, steps: int | None = None) -> Path:
+                    quiet: bool = False, steps: int | None = None, init_from: str | Path | None = None) -> Path:
     """Train the latent diffusion stage on a trained autoencoder's latents.
 
     The run folder becomes a brainsynth model folder that :func:`brainsynth.load_model` opens.
-    See :func:`train_autoencoder` for the parameters.
+    See :func:`train_autoencoder` for the other parameters.
+
+    Parameters
+    ----------
+    init_from : str or Path, optional
+        Fine-tuning: a model (name or folder) whose U-Net weights the run starts from, with a fresh
+        optimiser and the configuration's own steps, learning rate and schedule. It must have been
+        trained with the same autoencoder, U-Net settings and covariates. Recorded in ``run.json``.
     """
     return _train("diffusion", data, config, output, autoencoder=autoencoder, resume=resume, overwrite=overwrite,
-                  device=device, quiet=quiet, steps=steps)
+                  device=device, quiet=quiet, steps=steps, init_from=init_from)

@@ -19,10 +19,11 @@ from brainsynth.presets import UKB_COVARIATES
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
-#: Settings that say how long a run is, how often it reports, in which arithmetic it runs and how its
-#: learning rate ends, not what it learns: a checkpoint may be resumed with other values of these (to
-#: train a run longer, or to anneal a long run).
-UNCHECKED_ON_RESUME = ("steps", "checkpoint_every", "log_every", "image_every", "precision", "lr_schedule")
+#: Settings that say how long a run is, how often it reports, in which arithmetic it runs, how its
+#: learning rate ends and how its model samples by default, not what it learns: a checkpoint may be
+#: resumed with other values of these (to train a run longer, or to anneal a long run).
+UNCHECKED_ON_RESUME = ("steps", "checkpoint_every", "log_every", "image_every", "precision", "lr_schedule",
+                       "sampling_guidance")
 #: Arithmetic of the diffusion U-Net's forward pass in training (weights and optimiser stay float32).
 TRAINING_PRECISIONS = ("float32", "bfloat16")
 #: Learning-rate schedules after the warm-up: constant, or a cosine from ``lr`` to 0 at the last step.
@@ -94,6 +95,7 @@ class DiffusionTraining:
     seed: int = 0
     sampling_steps: int = 50
     sampling_scheduler: str = "ddim"
+    sampling_guidance: float = 1.0
     latents: str = "sample"
     precision: str = "float32"
 
@@ -173,6 +175,19 @@ def _check(config: TrainingConfig) -> None:
         raise InvalidParameterError(
             f"diffusion.precision must be one of {', '.join(TRAINING_PRECISIONS)} (bfloat16: mixed precision, "
             f"weights stay float32) (got {config.diffusion.precision!r})"
+        )
+    if not 0.0 <= config.diffusion.conditioning_dropout < 1.0:
+        raise InvalidParameterError(
+            f"diffusion.conditioning_dropout must be from 0 to below 1 (got {config.diffusion.conditioning_dropout!r})"
+        )
+    if not 1.0 <= config.diffusion.sampling_guidance <= 20.0:
+        raise InvalidParameterError(
+            f"diffusion.sampling_guidance must be from 1 to 20 (got {config.diffusion.sampling_guidance!r})"
+        )
+    if config.diffusion.sampling_guidance != 1.0 and config.diffusion.conditioning_dropout == 0.0:
+        raise InvalidParameterError(
+            "diffusion.sampling_guidance other than 1 needs diffusion.conditioning_dropout above 0 (classifier-free "
+            f"guidance uses the U-Net's prediction without covariates) (got {config.diffusion.sampling_guidance!r})"
         )
     for section in ("autoencoder", "diffusion"):
         settings = getattr(config, section)

@@ -21,7 +21,7 @@ from monai.networks.schedulers import DDPMScheduler
 from torch.nn.parallel import DistributedDataParallel
 
 from brainsynth.config import ModelConfig
-from brainsynth.errors import InvalidParameterError, ModelLoadError
+from brainsynth.errors import BrainsynthError, InvalidParameterError, ModelLoadError
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.model_dir import default_model_card, write_model_files
 from brainsynth.networks import build_unet
@@ -72,6 +72,8 @@ def _model_config(config: TrainingConfig, manifest: dict[str, Any], latent_shape
             scale_factor=scale_factor,
             default_steps=config.diffusion.sampling_steps,
             default_scheduler=config.diffusion.sampling_scheduler,
+            null_condition=NULL_CONDITION if config.diffusion.conditioning_dropout > 0 else None,
+            default_guidance=config.diffusion.sampling_guidance,
             extra={"training": {"config": config.name, "diffusion_steps": config.diffusion.steps,
                                 "null_condition": NULL_CONDITION}},
         )
@@ -121,13 +123,41 @@ def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:
     return factor
 
 
+def initialise_from_model(unet: torch.nn.Module, source: str | Path, config: ModelConfig) -> None:
+    """Copy the U-Net weights of the model ``source`` into ``unet`` (fine-tuning starts from them).
+
+    The model must have the same U-Net settings, latent shape, covariates and scale factor as the run,
+    which is the case for a model trained with the same autoencoder on the same data.
+    """
+    from brainsynth.loading import load_model
+
+    try:
+        model = load_model(source)
+    except BrainsynthError as exc:
+        raise InvalidParameterError(f"init_from must be a model name or folder ({exc})") from exc
+    problems = []
+    if dict(model.config.unet) != dict(config.unet):
+        problems.append("its U-Net settings differ from the configuration's")
+    if tuple(model.config.latent_shape) != tuple(config.latent_shape):
+        problems.append(f"its latent shape is {tuple(model.config.latent_shape)}, the run's "
+                        f"{tuple(config.latent_shape)}")
+    if [c.name for c in model.config.covariates] != [c.name for c in config.covariates]:
+        problems.append("its covariates differ from the run's")
+    if not math.isclose(model.config.scale_factor, config.scale_factor, rel_tol=1e-4):
+        problems.append(f"its latent scale factor is {model.config.scale_factor:.6g}, the run's "
+                        f"{config.scale_factor:.6g} (another autoencoder or other data)")
+    if problems:
+        raise InvalidParameterError(f"init_from {str(source)!r} cannot start this run: " + "; ".join(problems))
+    unet.load_state_dict(model.unet.state_dict())
+
+
 class DiffusionTask(TrainingTask):
     """One latent diffusion training run."""
 
     task = "diffusion"
 
     def __init__(self, config: TrainingConfig, data: TrainingImages, autoencoder_folder: str | Path,
-                 context: Distributed, output: Path) -> None:
+                 context: Distributed, output: Path, init_from: str | Path | None = None) -> None:
         settings = config.diffusion
         self.config, self.settings, self.data, self.context, self.output = config, settings, data, context, output
         autoencoder, self.manifest = load_trained_autoencoder(autoencoder_folder)
@@ -139,6 +169,8 @@ class DiffusionTask(TrainingTask):
         self.autoencoder = autoencoder.to(context.device)
         torch.manual_seed(settings.seed)
         self.unet = build_unet(settings.network).to(context.device)
+        if init_from is not None:
+            initialise_from_model(self.unet, init_from, self.model_config)
         self.ema = {k: v.detach().clone() for k, v in self.unet.state_dict().items()}
         if context.enabled:
             self.unet = DistributedDataParallel(self.unet)
