@@ -100,7 +100,7 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
         model.compile(**({"mode": spec["compile"]} if isinstance(spec["compile"], str) else {}))
     batch = int(spec.get("batch_size", 1)) if spec["side"] == "brainsynth" else 1
     _reset_peak(device)
-    seconds, volume = [], None
+    seconds, volume, used = [], None, {"precision": "float32", "guidance": 1.0}
     for _ in range(spec["runs"]):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -110,14 +110,15 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
         else:
             result = model.sample(covariates, noise=noise.repeat(batch, 1, 1, 1, 1), steps=spec["steps"],
                                   scheduler=spec["scheduler"], device=device, batch_size=batch,
-                                  precision=spec.get("precision", "float32"))
+                                  precision=spec.get("precision"))
             volume = result.volumes[0]
+            used = {"precision": result.settings["precision"], "guidance": result.settings["guidance"]}
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds.append((time.perf_counter() - started) / batch)
     np.save(spec["volume_path"], volume)
     peak, kind = _peak(device)
-    return {"seconds": seconds, "peak_memory_mb": peak, "memory_kind": kind}
+    return {"seconds": seconds, "peak_memory_mb": peak, "memory_kind": kind, **used}
 
 
 def _reference(model: LatentDiffusionModel, noise: torch.Tensor, covariates: dict, device: torch.device) -> np.ndarray:
@@ -151,7 +152,7 @@ def run_side_in_subprocess(spec: dict[str, Any], timeout: float | None = None) -
 
 def benchmark(model: str, *, device: str = "auto", steps: int | None = None, scheduler: str | None = None,
               runs: int = 1, seed: int = 0, random_weights: bool = False, batch_size: int = 1,
-              precision: str = "float32", decoding: str = "auto", compile: bool | str = False,  # noqa: A002
+              precision: str | None = None, decoding: str = "auto", compile: bool | str = False,  # noqa: A002
               weight_dtype: str = "float32") -> dict[str, Any]:
     """Time the reference loop (DDIM-50) and brainsynth's sampler on the same noise; return the report.
 
@@ -166,7 +167,7 @@ def benchmark(model: str, *, device: str = "auto", steps: int | None = None, sch
     scheduler = scheduler or loaded.config.default_scheduler
     del loaded
     with tempfile.TemporaryDirectory() as folder:
-        sides, volumes = {}, {}
+        sides, volumes, used = {}, {}, {}
         for side in ("reference", "brainsynth"):
             spec = {"side": side, "model": model, "random_weights": random_weights, "device": device,
                     "steps": steps, "scheduler": scheduler, "runs": runs, "seed": seed,
@@ -177,6 +178,7 @@ def benchmark(model: str, *, device: str = "auto", steps: int | None = None, sch
             sides[side] = Side(name=side, seconds=measured["seconds"], peak_memory_mb=measured["peak_memory_mb"],
                                memory_kind=measured["memory_kind"])
             volumes[side] = np.load(spec["volume_path"])
+            used = {"precision": measured.get("precision"), "guidance": measured.get("guidance", 1.0)}
     difference = np.abs(volumes["brainsynth"] - volumes["reference"])
     clipped = [np.clip(volumes[s], 0, 1) for s in ("reference", "brainsynth")]
     return {
@@ -186,8 +188,9 @@ def benchmark(model: str, *, device: str = "auto", steps: int | None = None, sch
                       "method": f"bundle loop, ddim {REFERENCE_STEPS} steps"},
         "brainsynth": {**asdict(sides["brainsynth"]), "median_seconds": sides["brainsynth"].median_seconds,
                        "brains_per_second": 1.0 / sides["brainsynth"].median_seconds,
-                       "method": _method(scheduler, steps, batch_size, precision, decoding, compile, weight_dtype),
-                       "batch_size": batch_size, "precision": precision,
+                       "method": _method(scheduler, steps, batch_size, used["precision"], decoding, compile,
+                                         weight_dtype, used["guidance"]),
+                       "batch_size": batch_size, "precision": used["precision"], "guidance": used["guidance"],
                        "decoding": decoding, "compile": compile},
         "speedup": sides["reference"].median_seconds / sides["brainsynth"].median_seconds,
         "memory_ratio": sides["reference"].peak_memory_mb / sides["brainsynth"].peak_memory_mb,
@@ -197,9 +200,10 @@ def benchmark(model: str, *, device: str = "auto", steps: int | None = None, sch
 
 
 def _method(scheduler: str, steps: int, batch_size: int, precision: str, decoding: str, compiled: bool | str,
-            weight_dtype: str = "float32") -> str:
+            weight_dtype: str = "float32", guidance: float = 1.0) -> str:
     extras = [f"batch {batch_size}"] if batch_size > 1 else []
     extras += [precision] if precision != "float32" else []
+    extras += [f"guidance {guidance:g}"] if guidance != 1.0 else []
     extras += [f"{weight_dtype} weights"] if weight_dtype != "float32" else []
     extras += [f"{decoding} decoding"] if decoding != "auto" else []
     extras += [f"compiled ({compiled})" if isinstance(compiled, str) and compiled != "default" else "compiled"] \

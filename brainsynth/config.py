@@ -80,6 +80,9 @@ class ModelConfig:
         without it, which then cannot sample with classifier-free guidance.
     default_guidance : float
         Classifier-free guidance scale used when the caller gives none (1: plain conditional sampling).
+    default_precision : str
+        Network precision used when the caller gives none: ``float32``, ``bfloat16``, ``float16`` or
+        ``auto`` (bfloat16 on CPUs with native bfloat16 arithmetic, float32 elsewhere).
     description : str
         One paragraph for model cards and ``brainsynth info``.
     """
@@ -98,6 +101,7 @@ class ModelConfig:
     default_scheduler: str = "ddim"
     null_condition: float | None = None
     default_guidance: float = 1.0
+    default_precision: str = "float32"
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -147,6 +151,7 @@ class ModelConfig:
             "default_scheduler": self.default_scheduler,
             "null_condition": self.null_condition,
             "default_guidance": self.default_guidance,
+            "default_precision": self.default_precision,
             "extra": dict(self.extra),
         }
 
@@ -176,6 +181,7 @@ class ModelConfig:
                 default_scheduler=str(data.get("default_scheduler", "ddim")),
                 null_condition=None if data.get("null_condition") is None else float(data["null_condition"]),
                 default_guidance=float(data.get("default_guidance", 1.0)),
+                default_precision=str(data.get("default_precision", "float32")),
                 extra=dict(data.get("extra", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -218,6 +224,9 @@ def check_config(config: ModelConfig) -> None:
         )
     if config.scale_factor <= 0:
         problems.append(f"scale_factor must be positive (got {config.scale_factor})")
+    if config.default_precision not in ("float32", "bfloat16", "float16", "auto"):
+        problems.append(f"default_precision must be float32, bfloat16, float16 or auto "
+                        f"(got {config.default_precision!r})")
     if not config.default_guidance >= 1.0:
         problems.append(f"default_guidance must be at least 1 (got {config.default_guidance})")
     if config.default_guidance != 1.0 and config.null_condition is None:

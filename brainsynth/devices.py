@@ -108,3 +108,29 @@ def low_precision_issues(precision: str, cudnn_version: int | None = None, torch
 
 def _cudnn_text(version: int) -> str:
     return f"{version // 10000}.{version // 100 % 100}.{version % 100}"
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where bfloat16 autocast is fast."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    found = False
+    for name in checks:
+        check = getattr(torch.cpu, name, None)
+        if check is not None:
+            try:
+                found = found or bool(check())
+            except RuntimeError:
+                continue
+    return found
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Turn ``"auto"`` into a precision for ``device``; other values are returned unchanged.
+
+    ``auto`` is bfloat16 on CPUs that compute it natively (AVX-512 BF16 or AMX: about three times
+    faster than float32 for the demo model, see the README) and float32 everywhere else (CPUs that
+    would emulate bfloat16, and GPUs, where one brain at a time is bound by kernel launches).
+    """
+    if precision != "auto":
+        return precision
+    return "bfloat16" if device.type == "cpu" and cpu_has_native_bfloat16() else "float32"

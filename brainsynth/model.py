@@ -20,7 +20,7 @@ import torch
 from brainsynth._version import __version__
 from brainsynth.config import ModelConfig
 from brainsynth.covariates import ResolvedCovariates, resolve_covariates
-from brainsynth.devices import low_precision_issues, resolve_device
+from brainsynth.devices import low_precision_issues, resolve_device, resolve_precision
 from brainsynth.errors import InvalidParameterError
 from brainsynth.noise import check_seed, draw_noise, slerp
 from brainsynth.result import SampleResult
@@ -162,7 +162,7 @@ class LatentDiffusionModel:
         device: str | torch.device = "auto",
         extrapolate: bool = False,
         callback: ProgressCallback | None = None,
-        precision: str = "float32",
+        precision: str | None = None,
         guidance: float | None = None,
         **covariate_values: Any,
     ) -> SampleResult:
@@ -193,9 +193,11 @@ class LatentDiffusionModel:
         callback : callable, optional
             Called once per step with a :class:`~brainsynth.sampling.StepProgress`; raise
             :class:`~brainsynth.errors.SamplingCancelled` in it to cancel.
-        precision : {"float32", "bfloat16", "float16"}
-            Network precision: float32 (exact, the default) or autocast to bfloat16 (CPU or GPU) or
-            float16 (GPU); solver steps always run in float32.
+        precision : {"float32", "bfloat16", "float16", "auto"}, optional
+            Network precision: float32 (exact) or autocast to bfloat16 (CPU or GPU) or float16 (GPU);
+            ``auto`` is bfloat16 on CPUs with native bfloat16 arithmetic and float32 elsewhere. Solver
+            steps always run in float32. Default: the model's (float32 for the published model, auto
+            for the demo model); the result's settings record the precision used.
         guidance : float, optional
             Classifier-free guidance scale, at least 1 (default: the model's). Above 1 the brain
             follows the covariates more closely, at the cost of a second U-Net pass per step; only
@@ -245,7 +247,7 @@ class LatentDiffusionModel:
         device: str | torch.device = "auto",
         extrapolate: bool = False,
         callback: ProgressCallback | None = None,
-        precision: str = "float32",
+        precision: str | None = None,
         guidance: float | None = None,
     ) -> SampleResult:
         """Generate one brain per (covariates, seed) pair, e.g. rows of a table.
@@ -290,7 +292,7 @@ class LatentDiffusionModel:
         device: str | torch.device = "auto",
         extrapolate: bool = False,
         callback: ProgressCallback | None = None,
-        precision: str = "float32",
+        precision: str | None = None,
         guidance: float | None = None,
         **covariate_values: Any,
     ) -> SampleResult:
@@ -346,7 +348,7 @@ class LatentDiffusionModel:
         device: str | torch.device = "auto",
         extrapolate: bool = False,
         callback: ProgressCallback | None = None,
-        precision: str = "float32",
+        precision: str | None = None,
         guidance: float | None = None,
     ) -> SampleResult:
         """Interpolate between two seeds' initial noise (spherically), and optionally two covariate sets.
@@ -545,13 +547,16 @@ class _SamplingPlan:
         device: str | torch.device,
         *,
         batch_size: int | None = None,
-        precision: str = "float32",
+        precision: str | None = None,
         guidance: float | None = None,
     ) -> _SamplingPlan:
         steps = model.config.default_steps if steps is None else steps
         guidance = check_guidance(model.config, guidance)
-        if precision not in PRECISIONS:
-            raise InvalidParameterError(f"precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
+        if precision is None:
+            precision = model.weight_dtype if model.weight_dtype != "float32" else model.config.default_precision
+        if precision not in (*PRECISIONS, "auto"):
+            raise InvalidParameterError(
+                f"precision must be one of {', '.join(PRECISIONS)} or auto (got {precision!r})")
         name = check_scheduler_settings(
             scheduler or model.config.default_scheduler, steps, eta, model.config.noise_schedule
         )
@@ -559,6 +564,7 @@ class _SamplingPlan:
                                        or batch_size < 1):
             raise InvalidParameterError(f"batch_size must be a positive integer (got {batch_size!r})")
         target = resolve_device(device)
+        precision = resolve_precision(precision, target)
         if model.weight_dtype != "float32" and precision != model.weight_dtype:
             raise InvalidParameterError(
                 f"the U-Net's weights are stored in {model.weight_dtype}: sample with precision "

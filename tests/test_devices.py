@@ -40,3 +40,25 @@ def test_cudnn_version_is_written_as_people_read_it():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_nothing_to_report_without_cuda():
     assert low_precision_issues("bfloat16") == []
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bfloat16_only_on_cpus_that_compute_it_natively(monkeypatch, native):
+    from brainsynth.devices import resolve_precision
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert resolve_precision("auto", torch.device("cpu")) == ("bfloat16" if native else "float32")
+    assert resolve_precision("auto", torch.device("cuda", 0)) == "float32"
+    assert resolve_precision("float16", torch.device("cpu")) == "float16"  # explicit choices pass unchanged
+
+
+def test_model_default_precision_is_used_and_recorded():
+    from brainsynth.devices import cpu_has_native_bfloat16
+    from tests.tiny import tiny_model
+
+    result = tiny_model(default_precision="auto").sample(seed=0, steps=2, device="cpu")
+    assert result.settings["precision"] == ("bfloat16" if cpu_has_native_bfloat16() else "float32")
+    assert tiny_model().sample(seed=0, steps=2, device="cpu").settings["precision"] == "float32"
+    explicit = tiny_model(default_precision="auto").sample(seed=0, steps=2, device="cpu", precision="float32")
+    assert explicit.settings["precision"] == "float32"

@@ -24,7 +24,7 @@ def test_sample_returns_volume_affine_covariates_and_settings(model):
     assert result.covariates_normalised[0]["age"] == pytest.approx((70 - 44) / 38)
     assert result.seeds == (3,)
     assert result.settings == {"steps": 4, "scheduler": "ddim", "eta": 0.0, "device": "cpu", "batch_size": 1,
-                               "precision": "float32", "weight_dtype": "float32", "decoding": "full",
+                               "precision": "float32", "weight_dtype": "float32", "guidance": 1.0, "decoding": "full",
                                "compiled": None}
     assert result.provenance["model"] == "tiny"
     assert result.latents.shape == (1, 3, 8, 8, 8)
@@ -163,7 +163,7 @@ STORED_LATENT_CORNER = [17.693132400512695, -61.442726135253906, 22.558914184570
         ({"eta": 2.0}, r"eta must be a number between 0 and 1 \(got 2.0\)"),
         ({"eta": 0.5, "scheduler": "pndm"}, r"eta applies to the ddim scheduler only"),
         ({"batch_size": 0}, r"batch_size must be a positive integer \(got 0\)"),
-        ({"precision": "int8"}, r"precision must be one of float32, bfloat16, float16 \(got 'int8'\)"),
+        ({"precision": "int8"}, r"precision must be one of float32, bfloat16, float16 or auto \(got 'int8'\)"),
         ({"precision": "float16", "device": "cpu"}, r"precision float16 needs a GPU; use bfloat16 on the CPU"),
         ({"device": "tpu"}, r"device must be one of auto, cpu, cuda, mps or cuda:N \(got 'tpu'\)"),
         ({"noise": torch.zeros(3, 4, 4, 4)}, r"noise must have shape \(3, 8, 8, 8\)"),

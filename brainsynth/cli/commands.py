@@ -68,7 +68,7 @@ def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
             check_seed(getattr(args, flag), "--" + flag.replace("_", "-"))
     if args.steps is not None and args.steps < 1:
         raise InvalidParameterError(f"--steps must be at least 1 (got {args.steps})")
-    if args.weight_dtype != "float32" and args.precision != args.weight_dtype:
+    if args.weight_dtype != "float32" and args.precision not in (None, args.weight_dtype):
         raise InvalidParameterError(f"--weight-dtype {args.weight_dtype} needs --precision {args.weight_dtype} "
                                     f"(got --precision {args.precision})")
     return {"steps": args.steps, "scheduler": args.scheduler, "eta": args.eta, "device": args.device,
@@ -223,7 +223,8 @@ def describe_model(model: LatentDiffusionModel) -> str:
         f"  source: {model.source}",
         f"  image: {' x '.join(map(str, config.image_shape))} voxels of "
         f"{' x '.join(f'{v:g}' for v in config.voxel_size)} mm; latent {' x '.join(map(str, config.latent_shape))}",
-        f"  sampling default: {config.default_scheduler}, {config.default_steps} steps; conditioning "
+        f"  sampling default: {config.default_scheduler}, {config.default_steps} steps, precision "
+        f"{config.default_precision}; conditioning "
         f"{config.conditioning}",
         f"  guidance: default {config.default_guidance:g}" + (
             "" if config.null_condition is not None else " (trained without conditioning dropout: 1 only)"),

@@ -94,8 +94,9 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
                        help="compute device: auto, cpu, cuda, cuda:N or mps (default auto)")
     group.add_argument("--batch-size", type=int, default=1, metavar="N",
                        help="brains passed through the networks together (default 1)")
-    group.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32",
-                       help="network precision: float32 (exact), bfloat16 (CPU or GPU) or float16 (GPU)")
+    group.add_argument("--precision", choices=["float32", "bfloat16", "float16", "auto"],
+                       help="network precision: float32 (exact), bfloat16 (CPU or GPU), float16 (GPU) or auto "
+                            "(bfloat16 on CPUs with native bfloat16, else float32) (default: the model's)")
     group.add_argument("--weight-dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                        help="store the U-Net's weights in this type (bfloat16 halves its memory; needs the same "
                             "--precision)")
@@ -244,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0, help="seed of the shared noise (default 0)")
     bench.add_argument("--batch-size", type=int, default=1, metavar="N",
                        help="brainsynth samples N brains per call and reports time per brain (default 1)")
-    bench.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32",
-                       help="brainsynth's network precision (default float32)")
+    bench.add_argument("--precision", choices=["float32", "bfloat16", "float16", "auto"],
+                       help="brainsynth's network precision (default: the model's)")
     bench.add_argument("--weight-dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                        help="brainsynth's U-Net weight storage (default float32)")
     bench.add_argument("--decoding", choices=["auto", "full", "split"], default="auto",

@@ -23,7 +23,7 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 #: learning rate ends and how its model samples by default, not what it learns: a checkpoint may be
 #: resumed with other values of these (to train a run longer, or to anneal a long run).
 UNCHECKED_ON_RESUME = ("steps", "checkpoint_every", "log_every", "image_every", "precision", "lr_schedule",
-                       "sampling_guidance")
+                       "sampling_guidance", "sampling_precision")
 #: Arithmetic of the diffusion U-Net's forward pass in training (weights and optimiser stay float32).
 TRAINING_PRECISIONS = ("float32", "bfloat16")
 #: Learning-rate schedules after the warm-up: constant, or a cosine from ``lr`` to 0 at the last step.
@@ -96,6 +96,7 @@ class DiffusionTraining:
     sampling_steps: int = 50
     sampling_scheduler: str = "ddim"
     sampling_guidance: float = 1.0
+    sampling_precision: str = "float32"
     latents: str = "sample"
     precision: str = "float32"
 
@@ -179,6 +180,11 @@ def _check(config: TrainingConfig) -> None:
     if not 0.0 <= config.diffusion.conditioning_dropout < 1.0:
         raise InvalidParameterError(
             f"diffusion.conditioning_dropout must be from 0 to below 1 (got {config.diffusion.conditioning_dropout!r})"
+        )
+    if config.diffusion.sampling_precision not in ("float32", "bfloat16", "float16", "auto"):
+        raise InvalidParameterError(
+            "diffusion.sampling_precision must be float32, bfloat16, float16 or auto "
+            f"(got {config.diffusion.sampling_precision!r})"
         )
     if not 1.0 <= config.diffusion.sampling_guidance <= 20.0:
         raise InvalidParameterError(

@@ -74,6 +74,7 @@ def _model_config(config: TrainingConfig, manifest: dict[str, Any], latent_shape
             default_scheduler=config.diffusion.sampling_scheduler,
             null_condition=NULL_CONDITION if config.diffusion.conditioning_dropout > 0 else None,
             default_guidance=config.diffusion.sampling_guidance,
+            default_precision=config.diffusion.sampling_precision,
             extra={"training": {"config": config.name, "diffusion_steps": config.diffusion.steps,
                                 "null_condition": NULL_CONDITION}},
         )

@@ -41,7 +41,8 @@ brainsynth evaluate --model "$work/model" --n 32 --output "$work/report" --overw
 
 # The evaluation report (markdown and figures) is kept in docs/demo-report.
 rm -rf "$repo/docs/demo-report" && mkdir -p "$repo/docs/demo-report"
-cp "$work/report/"*.md "$work/report/"*.json "$work/report/"*.png "$repo/docs/demo-report/"
+cp "$work/report/"*.json "$work/report/"*.png "$repo/docs/demo-report/"
+sed "s|$repo/||g" "$work/report/report.md" > "$repo/docs/demo-report/report.md"
 
 # The package gets the weights, the configuration and a model card: what the model is for, how it
 # was trained and the evaluation's tables.
@@ -56,7 +57,7 @@ cp "$work/model/model.json" "$work/model/"*.safetensors "$target.new/"
   echo "## Evaluation"
   echo
   echo "\`brainsynth evaluate --model demo --n 32\` (figures in docs/demo-report of the source repository):"
-  sed -n '2,$p' "$work/report/report.md" | grep -v '^!\[' | sed 's/^## /### /'
+  sed -n '2,$p' "$work/report/report.md" | grep -v '^!\[' | sed 's/^## /### /' | sed "s|$repo/||g"
 } > "$target.new/README.md"
 rm -rf "$target" && mv "$target.new" "$target"
 echo "demo model written to $target"
