@@ -231,7 +231,8 @@ def test_bfloat16_weights_sample_like_bfloat16_autocast(model):
     model.set_weight_dtype("bfloat16")
     assert model.weight_dtype == "bfloat16"
     with pytest.raises(brainsynth.InvalidParameterError, match="stored in bfloat16: sample with precision 'bfloat16'"):
-        model.sample(seed=2, steps=3)
+        model.sample(seed=2, steps=3, precision="float32")
+    assert model.sample(seed=2, steps=1).settings["precision"] == "bfloat16"  # the weights' type by default
     halved = model.sample(seed=2, steps=3, precision="bfloat16")
     assert halved.settings["weight_dtype"] == "bfloat16"
     assert float(np.abs(halved.volume - reference.volume).mean()) < 0.05 * float(np.abs(reference.volume).mean())

@@ -101,6 +101,10 @@ def test_cli_low_memory_settings(model_dir, tmp_path, capsys):
     assert main(["sample", "--model", str(model_dir), "--seed", "5", "--decoding", "split", "--precision", "bfloat16",
                  "--weight-dtype", "bfloat16", "--quiet", "--output", str(out)]) == 0
     assert np.isfinite(np.asarray(nib.load(out).dataobj)).all()
-    assert main(["sample", "--model", str(model_dir), "--weight-dtype", "bfloat16", "--quiet",
-                 "--output", str(tmp_path / "refused.nii.gz")]) == 1
+    assert main(["sample", "--model", str(model_dir), "--weight-dtype", "bfloat16", "--precision", "float32",
+                 "--quiet", "--output", str(tmp_path / "refused.nii.gz")]) == 1
     assert "--weight-dtype bfloat16 needs --precision bfloat16" in capsys.readouterr().err
+    default = tmp_path / "default.nii.gz"  # without --precision, bfloat16 weights sample in bfloat16
+    assert main(["sample", "--model", str(model_dir), "--weight-dtype", "bfloat16", "--quiet",
+                 "--output", str(default)]) == 0
+    assert '"precision": "bfloat16"' in default.with_name("default.json").read_text()
