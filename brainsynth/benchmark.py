@@ -141,7 +141,7 @@ def run_side_in_subprocess(spec: dict[str, Any], timeout: float | None = None) -
     ``device``, ``steps``, ``scheduler``, ``runs``, ``seed``, ``volume_path`` (where the first brain is
     saved as ``.npy``) and, for brainsynth's side, optionally ``batch_size``, ``precision``,
     ``weight_dtype``, ``decoding`` and ``compile``. Returns the seconds per brain of each run, the peak
-    memory in MB and what kind of peak it is.
+    memory in MB, what kind of peak it is, and the precision and guidance the sampling used.
     """
     process = subprocess.run([sys.executable, "-m", "brainsynth.benchmark", json.dumps(spec)],
                              capture_output=True, text=True, timeout=timeout)
@@ -167,7 +167,7 @@ def benchmark(model: str, *, device: str = "auto", steps: int | None = None, sch
     scheduler = scheduler or loaded.config.default_scheduler
     del loaded
     with tempfile.TemporaryDirectory() as folder:
-        sides, volumes, used = {}, {}, {}
+        sides, volumes = {}, {}
         for side in ("reference", "brainsynth"):
             spec = {"side": side, "model": model, "random_weights": random_weights, "device": device,
                     "steps": steps, "scheduler": scheduler, "runs": runs, "seed": seed,
@@ -178,7 +178,7 @@ def benchmark(model: str, *, device: str = "auto", steps: int | None = None, sch
             sides[side] = Side(name=side, seconds=measured["seconds"], peak_memory_mb=measured["peak_memory_mb"],
                                memory_kind=measured["memory_kind"])
             volumes[side] = np.load(spec["volume_path"])
-            used = {"precision": measured.get("precision"), "guidance": measured.get("guidance", 1.0)}
+    used = measured  # brainsynth's side, measured last: the precision and guidance its sampling used
     difference = np.abs(volumes["brainsynth"] - volumes["reference"])
     clipped = [np.clip(volumes[s], 0, 1) for s in ("reference", "brainsynth")]
     return {

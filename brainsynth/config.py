@@ -16,6 +16,13 @@ import numpy as np
 from brainsynth.covariates import CovariateSpec
 from brainsynth.errors import InvalidParameterError, ModelLoadError
 
+#: Network precisions a sampling call or a model's default may name; ``auto`` is resolved per device.
+SAMPLING_PRECISIONS = ("float32", "bfloat16", "float16", "auto")
+#: Largest classifier-free guidance scale accepted.
+MAX_GUIDANCE = 20.0
+#: Largest guidance scale the napari and Jupyter sliders offer (beyond it samples degrade quickly).
+GUIDANCE_SLIDER_MAX = 7.0
+
 #: How covariates reach the U-Net: concatenated to its input as constant channels, given as
 #: cross-attention context, or both (the published model uses both).
 CONDITIONING_MODES = ("concat", "crossattn", "concat+crossattn")
@@ -224,7 +231,7 @@ def check_config(config: ModelConfig) -> None:
         )
     if config.scale_factor <= 0:
         problems.append(f"scale_factor must be positive (got {config.scale_factor})")
-    if config.default_precision not in ("float32", "bfloat16", "float16", "auto"):
+    if config.default_precision not in SAMPLING_PRECISIONS:
         problems.append(f"default_precision must be float32, bfloat16, float16 or auto "
                         f"(got {config.default_precision!r})")
     if not config.default_guidance >= 1.0:

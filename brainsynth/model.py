@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from brainsynth._version import __version__
-from brainsynth.config import ModelConfig
+from brainsynth.config import MAX_GUIDANCE, SAMPLING_PRECISIONS, ModelConfig
 from brainsynth.covariates import ResolvedCovariates, resolve_covariates
 from brainsynth.devices import low_precision_issues, resolve_device, resolve_precision
 from brainsynth.errors import InvalidParameterError
@@ -554,7 +554,7 @@ class _SamplingPlan:
         guidance = check_guidance(model.config, guidance)
         if precision is None:
             precision = model.weight_dtype if model.weight_dtype != "float32" else model.config.default_precision
-        if precision not in (*PRECISIONS, "auto"):
+        if precision not in SAMPLING_PRECISIONS:
             raise InvalidParameterError(
                 f"precision must be one of {', '.join(PRECISIONS)} or auto (got {precision!r})")
         name = check_scheduler_settings(
@@ -596,8 +596,8 @@ def check_guidance(config: ModelConfig, guidance: float | None) -> float:
     """The guidance scale to use: ``guidance`` checked against the model, or the model's default."""
     if guidance is None:
         return float(config.default_guidance)
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 1.0 <= guidance <= 20.0:
-        raise InvalidParameterError(f"guidance must be a number from 1 to 20 (got {guidance!r})")
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 1.0 <= guidance <= MAX_GUIDANCE:
+        raise InvalidParameterError(f"guidance must be a number from 1 to {MAX_GUIDANCE:g} (got {guidance!r})")
     if guidance != 1.0 and config.null_condition is None:
         raise InvalidParameterError(
             f"guidance must be 1 for model '{config.name}': it was trained without conditioning dropout, so it "

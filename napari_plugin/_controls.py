@@ -11,14 +11,12 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
 from brainsynth import LatentDiffusionModel, SamplingCancelled
+from brainsynth.config import GUIDANCE_SLIDER_MAX
 from brainsynth.covariates import EXTRAPOLATION_BOUNDS, CovariateSpec
 from brainsynth.devices import available_devices
 from brainsynth.schedulers import SCHEDULERS
 from brainsynth.stepping import iterate_steps
 from napari_plugin._models import available_models, get_model
-
-#: Largest guidance scale the slider offers (the API takes up to 20).
-MAX_GUIDANCE = 7.0
 
 FOLDER_CHOICE = "folder..."
 MAX_SEED = 2**31 - 1
@@ -106,7 +104,7 @@ class SamplingControls(Container):
         self.random_seed = PushButton(text="random seed")
         self.steps = SpinBox(label="steps", min=1, max=1000, value=default_steps)
         self.scheduler = ComboBox(label="scheduler", choices=list(SCHEDULERS), value=default_scheduler)
-        self.guidance = FloatSlider(label="guidance", min=1.0, max=MAX_GUIDANCE, step=0.25, value=1.0,
+        self.guidance = FloatSlider(label="guidance", min=1.0, max=GUIDANCE_SLIDER_MAX, step=0.25, value=1.0,
                                     tooltip="classifier-free guidance: above 1 follows the covariates more closely "
                                             "(models trained with conditioning dropout)")
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from brainsynth._version import __version__
+from brainsynth.config import SAMPLING_PRECISIONS
 from brainsynth.devices import DEVICE_CHOICES
 from brainsynth.hub import MODEL_NAMES
 from brainsynth.nifti import OUTPUT_DTYPES
@@ -94,7 +95,7 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
                        help="compute device: auto, cpu, cuda, cuda:N or mps (default auto)")
     group.add_argument("--batch-size", type=int, default=1, metavar="N",
                        help="brains passed through the networks together (default 1)")
-    group.add_argument("--precision", choices=["float32", "bfloat16", "float16", "auto"],
+    group.add_argument("--precision", choices=SAMPLING_PRECISIONS,
                        help="network precision: float32 (exact), bfloat16 (CPU or GPU), float16 (GPU) or auto "
                             "(bfloat16 on CPUs with native bfloat16, else float32) (default: the model's)")
     group.add_argument("--weight-dtype", choices=["float32", "bfloat16", "float16"], default="float32",
@@ -245,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0, help="seed of the shared noise (default 0)")
     bench.add_argument("--batch-size", type=int, default=1, metavar="N",
                        help="brainsynth samples N brains per call and reports time per brain (default 1)")
-    bench.add_argument("--precision", choices=["float32", "bfloat16", "float16", "auto"],
+    bench.add_argument("--precision", choices=SAMPLING_PRECISIONS,
                        help="brainsynth's network precision (default: the model's)")
     bench.add_argument("--weight-dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                        help="brainsynth's U-Net weight storage (default float32)")

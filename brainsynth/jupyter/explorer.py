@@ -11,6 +11,7 @@ from typing import Any
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
+from brainsynth.config import GUIDANCE_SLIDER_MAX
 from brainsynth.covariates import EXTRAPOLATION_BOUNDS, CovariateSpec
 from brainsynth.devices import available_devices
 from brainsynth.errors import BrainsynthError, SamplingCancelled
@@ -73,7 +74,7 @@ class Explorer:
         self.steps = widgets.BoundedIntText(value=config.default_steps, min=1, max=1000, description="steps")
         self.scheduler = widgets.Dropdown(options=list(SCHEDULERS), value=config.default_scheduler,
                                           description="scheduler")
-        self.guidance = widgets.FloatSlider(value=config.default_guidance, min=1.0, max=7.0, step=0.25,
+        self.guidance = widgets.FloatSlider(value=config.default_guidance, min=1.0, max=GUIDANCE_SLIDER_MAX, step=0.25,
                                             description="guidance", disabled=config.null_condition is None,
                                             tooltip="classifier-free guidance: above 1 follows the covariates "
                                                     "more closely (models trained with conditioning dropout)")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainsynth.model import LatentDiffusionModel
 from brainsynth.training.autoencoder import AutoencoderTask
 from brainsynth.training.config import TrainingConfig, load_training_config
 from brainsynth.training.data import TrainingImages
@@ -35,15 +36,16 @@ def _train(task_name: str, data: str | Path, config: str | Path | TrainingConfig
         folder = check_output(output, resume=resume, overwrite=overwrite)
         images = TrainingImages(data, settings.data)  # checks the data before touching the output
         section, config_hash = settings.section(task_name), settings.section_hash(task_name)
+        start_model = None
         if init_from is not None:
-            _check_init_from(init_from)
+            start_model = _load_init_from(init_from)
             section = {**section, "init_from": str(init_from)}
         prepare_output(folder, section=section, config_hash=config_hash, task=task_name, overwrite=overwrite,
                        context=context)
         if task_name == "autoencoder":
             task = AutoencoderTask(settings, images, context, folder)
         else:
-            task = DiffusionTask(settings, images, autoencoder, context, folder, init_from=init_from)
+            task = DiffusionTask(settings, images, autoencoder, context, folder, init_from=start_model)
         section_settings = getattr(settings, task_name)
         return run_training(task, output=folder, total_steps=section_settings.steps,
                             checkpoint_every=section_settings.checkpoint_every, log_every=section_settings.log_every,
@@ -53,12 +55,12 @@ def _train(task_name: str, data: str | Path, config: str | Path | TrainingConfig
         shutdown(context)
 
 
-def _check_init_from(init_from: str | Path) -> None:
+def _load_init_from(init_from: str | Path) -> LatentDiffusionModel:
     from brainsynth.errors import BrainsynthError, InvalidParameterError
     from brainsynth.loading import load_model
 
     try:
-        load_model(init_from)
+        return load_model(init_from)
     except BrainsynthError as exc:
         raise InvalidParameterError(f"init_from must be a model name or folder (got {str(init_from)!r}: {exc})") \
             from exc

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from brainsynth.config import NoiseSchedule
+from brainsynth.config import MAX_GUIDANCE, SAMPLING_PRECISIONS, NoiseSchedule
 from brainsynth.covariates import CovariateSpec
 from brainsynth.errors import InvalidParameterError
 from brainsynth.presets import UKB_COVARIATES
@@ -181,14 +181,15 @@ def _check(config: TrainingConfig) -> None:
         raise InvalidParameterError(
             f"diffusion.conditioning_dropout must be from 0 to below 1 (got {config.diffusion.conditioning_dropout!r})"
         )
-    if config.diffusion.sampling_precision not in ("float32", "bfloat16", "float16", "auto"):
+    if config.diffusion.sampling_precision not in SAMPLING_PRECISIONS:
         raise InvalidParameterError(
             "diffusion.sampling_precision must be float32, bfloat16, float16 or auto "
             f"(got {config.diffusion.sampling_precision!r})"
         )
-    if not 1.0 <= config.diffusion.sampling_guidance <= 20.0:
+    if not 1.0 <= config.diffusion.sampling_guidance <= MAX_GUIDANCE:
         raise InvalidParameterError(
-            f"diffusion.sampling_guidance must be from 1 to 20 (got {config.diffusion.sampling_guidance!r})"
+            f"diffusion.sampling_guidance must be from 1 to {MAX_GUIDANCE:g} "
+            f"(got {config.diffusion.sampling_guidance!r})"
         )
     if config.diffusion.sampling_guidance != 1.0 and config.diffusion.conditioning_dropout == 0.0:
         raise InvalidParameterError(

@@ -21,7 +21,7 @@ from monai.networks.schedulers import DDPMScheduler
 from torch.nn.parallel import DistributedDataParallel
 
 from brainsynth.config import ModelConfig
-from brainsynth.errors import BrainsynthError, InvalidParameterError, ModelLoadError
+from brainsynth.errors import InvalidParameterError, ModelLoadError
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.model_dir import default_model_card, write_model_files
 from brainsynth.networks import build_unet
@@ -124,18 +124,12 @@ def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:
     return factor
 
 
-def initialise_from_model(unet: torch.nn.Module, source: str | Path, config: ModelConfig) -> None:
-    """Copy the U-Net weights of the model ``source`` into ``unet`` (fine-tuning starts from them).
+def initialise_from_model(unet: torch.nn.Module, model: LatentDiffusionModel, config: ModelConfig) -> None:
+    """Copy the U-Net weights of ``model`` into ``unet`` (fine-tuning starts from them).
 
     The model must have the same U-Net settings, latent shape, covariates and scale factor as the run,
     which is the case for a model trained with the same autoencoder on the same data.
     """
-    from brainsynth.loading import load_model
-
-    try:
-        model = load_model(source)
-    except BrainsynthError as exc:
-        raise InvalidParameterError(f"init_from must be a model name or folder ({exc})") from exc
     problems = []
     if dict(model.config.unet) != dict(config.unet):
         problems.append("its U-Net settings differ from the configuration's")
@@ -148,7 +142,7 @@ def initialise_from_model(unet: torch.nn.Module, source: str | Path, config: Mod
         problems.append(f"its latent scale factor is {model.config.scale_factor:.6g}, the run's "
                         f"{config.scale_factor:.6g} (another autoencoder or other data)")
     if problems:
-        raise InvalidParameterError(f"init_from {str(source)!r} cannot start this run: " + "; ".join(problems))
+        raise InvalidParameterError(f"init_from {model.source!r} cannot start this run: " + "; ".join(problems))
     unet.load_state_dict(model.unet.state_dict())
 
 
@@ -158,7 +152,7 @@ class DiffusionTask(TrainingTask):
     task = "diffusion"
 
     def __init__(self, config: TrainingConfig, data: TrainingImages, autoencoder_folder: str | Path,
-                 context: Distributed, output: Path, init_from: str | Path | None = None) -> None:
+                 context: Distributed, output: Path, init_from: LatentDiffusionModel | None = None) -> None:
         settings = config.diffusion
         self.config, self.settings, self.data, self.context, self.output = config, settings, data, context, output
         autoencoder, self.manifest = load_trained_autoencoder(autoencoder_folder)
