@@ -7,13 +7,17 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import brainsynth
+from brainsynth.evaluation.denoising import NOISE_LEVELS, denoising_errors
 from brainsynth.evaluation.metrics import mean_pairwise_ms_ssim, ms_ssim, psnr, ssim
 from brainsynth.evaluation.report import evaluate_model
 from brainsynth.evaluation.volumetry import measure_volumes
 from brainsynth.nifti import load_nifti
 from brainsynth.synthetic.cohort import generate_cohort
+from brainsynth.training.config import DataSettings
+from brainsynth.training.data import TrainingImages
 
 
 def test_segmentation_tracks_the_recorded_volumes(tmp_path):
@@ -59,6 +63,10 @@ def test_report_holds_every_measurement(trained_model, tmp_path):
     text = (tmp_path / "report" / "report.md").read_text()
     assert "| real images |" in text
     assert "Pearson r" in text
+    assert [d.timestep for d in report.denoising] == [round(level * 1000) for level in NOISE_LEVELS]
+    assert all(np.isfinite(d.relative_error) and d.relative_error > 0 for d in report.denoising)
+    assert "## Denoising by noise level" in text
+    assert text.count("| 950 |") == 1
     for name in ("report.json", "samples.png", "reconstruction.png", "fidelity_ventricular_volume.png"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     assert json.loads((tmp_path / "report" / "report.json").read_text())["n"] == 3
@@ -81,6 +89,24 @@ def test_sweep_spreads_one_covariate_over_the_real_range(trained_model, tmp_path
     assert len(item.measured) == 3
     assert item.measured_real == []
     assert "spread evenly" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_denoising_error_tells_a_trained_unet_from_an_untrained_one(tmp_path):
+    cohort = generate_cohort(3, tmp_path / "cohort", spacing=2.0, seed=5)
+    model = brainsynth.load_model("demo")
+    images = TrainingImages(cohort, DataSettings(spacing=2.0, shape=tuple(model.config.image_shape), covariates="ukb"))
+    real, covariates = images.images(torch.arange(3)), images.covariates
+    trained = denoising_errors(model, real, covariates, device=torch.device("cpu"))
+    assert [d.timestep for d in trained] == [round(level * 1000) for level in NOISE_LEVELS]
+    assert [d.signal_to_noise for d in trained] == sorted((d.signal_to_noise for d in trained), reverse=True)
+    # At low noise the trained U-Net nearly recovers the latent, in the brain and in the background.
+    assert trained[0].relative_error < 0.3
+    assert trained[0].constant_region_error < 0.1
+    for module in model.unet.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    untrained = denoising_errors(model, real, covariates, device=torch.device("cpu"))
+    assert all(u.relative_error > 2 * t.relative_error for u, t in zip(untrained[:3], trained[:3], strict=True))
 
 
 @pytest.mark.parametrize(

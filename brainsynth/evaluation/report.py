@@ -13,6 +13,8 @@
   ``"sweep"``
       one covariate at a time, evenly spread over the held-out subjects' range, the other covariates
       at the model's defaults: how far the covariate alone steers the image.
+- Denoising by noise level: how well the U-Net recovers held-out real latents from each amount of
+  noise (:mod:`brainsynth.evaluation.denoising`), which shows where a weak model goes wrong.
 - Speed: median seconds per sample with the model's default settings.
 """
 
@@ -29,7 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from brainsynth.devices import resolve_device
 from brainsynth.errors import InvalidParameterError, OutputExistsError
+from brainsynth.evaluation.denoising import DenoisingError, denoising_errors
 from brainsynth.evaluation.metrics import mean_pairwise_ms_ssim, psnr, ssim
 from brainsynth.model import LatentDiffusionModel, check_guidance
 
@@ -69,6 +73,7 @@ class EvaluationReport:
     fidelity: list[Fidelity] = field(default_factory=list)
     segmenter_agreement: dict[str, float] = field(default_factory=dict)
     seconds_per_sample: float = 0.0
+    denoising: list[DenoisingError] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -189,13 +194,16 @@ def evaluate_model(
     real = [images.images(torch.tensor([i]))[0, 0].numpy() for i in range(count)]
     say("reconstruction")
     recon_psnr, recon_ssim, reconstructions = _reconstruction(model, real, device)
+    say("denoising by noise level")
+    denoising = denoising_errors(model, images.images(torch.arange(count)), images.covariates[:count],
+                                 device=resolve_device(device), seed=seed)
     say("diversity")
     samples, seconds = _diverse_samples(model, images, n, seed, device, guidance)
     report = EvaluationReport(
         model=model.name, n=n, real_images=str(data_path),
         reconstruction_psnr_db=recon_psnr, reconstruction_ssim=recon_ssim,
         samples_ms_ssim=mean_pairwise_ms_ssim(samples), real_ms_ssim=mean_pairwise_ms_ssim(real),
-        fidelity_design=fidelity, seconds_per_sample=seconds,
+        fidelity_design=fidelity, seconds_per_sample=seconds, denoising=denoising,
         settings={"steps": model.config.default_steps, "scheduler": model.config.default_scheduler,
                   "guidance": guidance, "device": device, "seed": seed,
                   "segmenter": segmenter or "brainsynth.evaluation.volumetry"},
@@ -222,8 +230,6 @@ def evaluate_model(
 
 
 def _reconstruction(model: LatentDiffusionModel, real: list[np.ndarray], device: str):
-    from brainsynth.devices import resolve_device
-
     target = resolve_device(device)
     autoencoder = model.autoencoder.to(target).eval()
     values, reconstructions = [], []
@@ -337,6 +343,16 @@ def render_markdown(report: EvaluationReport) -> str:
                      f"{item.mean_absolute_error_vs_real:.1f} | {agreement:.3f} |")
     lines += ["", "The last column is the segmenter's agreement with the recorded volumes on real images: "
               "the ceiling of a sample's r."]
+    if report.denoising:
+        lines += ["", "## Denoising by noise level", "",
+                  "The held-out images' latents, noised to each timestep and estimated back by the U-Net with "
+                  "their own covariates. Relative error: RMS error over the latents' spread (predicting their "
+                  "mean latent scores about 1; above 1, the U-Net does worse than the average brain at that "
+                  "noise level, and samples inherit it). Background: RMS error in latent units where the real "
+                  "latents hardly vary between images.", "",
+                  "| timestep | signal-to-noise ratio | relative error | background error |", "|---|---|---|---|"]
+        lines += [f"| {d.timestep} | {d.signal_to_noise:.4g} | {d.relative_error:.3f} | "
+                  f"{d.constant_region_error:.3f} |" for d in report.denoising]
     lines += ["", *[f"![{f.covariate}](fidelity_{f.covariate}.png)" for f in report.fidelity], "",
               "![samples](samples.png)", "", "![reconstruction](reconstruction.png)", ""]
     return "\n".join(lines)
