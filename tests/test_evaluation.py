@@ -92,10 +92,10 @@ def test_sweep_spreads_one_covariate_over_the_real_range(trained_model, tmp_path
 
 
 def test_denoising_error_tells_a_trained_unet_from_an_untrained_one(tmp_path):
-    cohort = generate_cohort(3, tmp_path / "cohort", spacing=2.0, seed=5)
+    cohort = generate_cohort(5, tmp_path / "cohort", spacing=2.0, seed=5)  # more than one U-Net batch
     model = brainsynth.load_model("demo")
     images = TrainingImages(cohort, DataSettings(spacing=2.0, shape=tuple(model.config.image_shape), covariates="ukb"))
-    real, covariates = images.images(torch.arange(3)), images.covariates
+    real, covariates = images.images(torch.arange(5)), images.covariates
     trained = denoising_errors(model, real, covariates, device=torch.device("cpu"))
     assert [d.timestep for d in trained] == [round(level * 1000) for level in NOISE_LEVELS]
     assert [d.signal_to_noise for d in trained] == sorted((d.signal_to_noise for d in trained), reverse=True)

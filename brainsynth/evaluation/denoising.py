@@ -28,6 +28,8 @@ NOISE_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.85, 0.95)
 #: Voxels whose latent spread across the held-out images is below this fraction of the latents'
 #: overall spread count as constant (background).
 CONSTANT_SPREAD = 0.05
+#: Latents per U-Net call.
+BATCH = 4
 
 
 @dataclass
@@ -82,7 +84,11 @@ def denoising_errors(model: LatentDiffusionModel, images: torch.Tensor, covariat
             noise = torch.randn(latents.shape, generator=generator).to(device)
             noisy = noise_schedule.add_noise(original_samples=latents, noise=noise, timesteps=timesteps.to(device))
             net_input = noisy if concat is None else torch.cat((noisy, concat), dim=1)
-            output = unet(net_input, timesteps=timesteps.to(device), context=context).float()
+            output = torch.cat([
+                unet(net_input[i:i + BATCH], timesteps=timesteps[i:i + BATCH].to(device),
+                     context=None if context is None else context[i:i + BATCH]).float()
+                for i in range(0, len(net_input), BATCH)
+            ])
             estimate = predict_clean(noise_schedule, output, noisy, t, schedule.prediction_type)
             error = estimate - latents
             alpha_bar = float(noise_schedule.alphas_cumprod[t])

@@ -45,18 +45,33 @@ continue_flag() {  # --resume when the run folder has a checkpoint, nothing othe
     --config "$here/v-prediction.json" --init-from "$work/model" --output "$work/vpred" \
     $(continue_flag "$work/vpred")
 
-brainsynth evaluate --model "$work/vpred" --n 32 --output "$work/report" --overwrite
+# The package gets the weights, the configuration and a model card: what the model is for, how it
+# was trained and the evaluation's tables. The model is evaluated as packaged.
+target="$repo/brainsynth/models/demo"
+rm -rf "$target.new" && mkdir -p "$target.new"
+# The packaged copy carries the demo preset's name and description (the run is named after its
+# configuration, recipes/demo/v-prediction.json, which its record keeps).
+python - "$work/vpred" "$target.new" <<'EOF'
+import dataclasses
+import sys
+from pathlib import Path
+
+import brainsynth
+from brainsynth.model_dir import write_model_files
+from brainsynth.training.config import load_training_config
+
+model = brainsynth.load_model(sys.argv[1])
+preset = load_training_config("demo")
+model.config = dataclasses.replace(model.config, name=preset.name, description=preset.description)
+write_model_files(model, Path(sys.argv[2]), card="")
+EOF
+brainsynth evaluate --model "$target.new" --n 32 --output "$work/report" --overwrite
 
 # The evaluation report (markdown and figures) is kept in docs/demo-report.
 rm -rf "$repo/docs/demo-report" && mkdir -p "$repo/docs/demo-report"
 cp "$work/report/"*.json "$work/report/"*.png "$repo/docs/demo-report/"
 sed "s|$repo/||g" "$work/report/report.md" > "$repo/docs/demo-report/report.md"
 
-# The package gets the weights, the configuration and a model card: what the model is for, how it
-# was trained and the evaluation's tables.
-target="$repo/brainsynth/models/demo"
-rm -rf "$target.new" && mkdir -p "$target.new"
-cp "$work/vpred/model.json" "$work/vpred/"*.safetensors "$target.new/"
 {
   cat "$here/card.md"
   echo
