@@ -69,8 +69,8 @@ brainsynth evaluate --model "$target.new" --n 32 --output "$work/report" --overw
 
 # The evaluation report (markdown and figures) is kept in docs/demo-report.
 rm -rf "$repo/docs/demo-report" && mkdir -p "$repo/docs/demo-report"
-cp "$work/report/"*.json "$work/report/"*.png "$repo/docs/demo-report/"
-sed "s|$repo/||g" "$work/report/report.md" > "$repo/docs/demo-report/report.md"
+cp "$work/report/"*.png "$repo/docs/demo-report/"
+for file in report.md report.json; do sed "s|$repo/||g" "$work/report/$file" > "$repo/docs/demo-report/$file"; done
 
 {
   cat "$here/card.md"
