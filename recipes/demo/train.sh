@@ -16,14 +16,17 @@ repo="$(cd "$here/../.." && pwd)"
 work="${1:-$repo/runs/demo}"
 mkdir -p "$work"
 
-# The state committed in recipes/demo/state (the finished runs of each stage) is reused unless the
-# work folder already has its own; the cohort is remade from its seed. Delete a stage's folder in
-# WORKDIR after the first copy to train that stage afresh.
-for stage in autoencoder model vpred; do
-  if [ -d "$here/state/$stage" ] && [ ! -e "$work/$stage" ]; then
-    mkdir -p "$work/$stage" && cp -rn "$here/state/$stage/." "$work/$stage/"
-  fi
-done
+# On the first run in a work folder, the state committed in recipes/demo/state (the finished runs of
+# each stage) is copied in, except where the folder already has a stage of its own; the cohort is
+# remade from its seed. Delete a stage's folder in WORKDIR afterwards to train that stage afresh.
+if [ ! -e "$work/.state_copied" ]; then
+  for stage in autoencoder model vpred; do
+    if [ -d "$here/state/$stage" ] && [ ! -e "$work/$stage" ]; then
+      mkdir -p "$work/$stage" && cp -rn "$here/state/$stage/." "$work/$stage/"
+    fi
+  done
+  touch "$work/.state_copied"
+fi
 
 continue_flag() {  # --resume when the run folder has a checkpoint, nothing otherwise
   if [ -f "$1/checkpoints/last.pt" ]; then echo "--resume"; fi
