@@ -18,6 +18,8 @@ from brainsynth.errors import InvalidParameterError, ModelLoadError
 
 #: Network precisions a sampling call or a model's default may name; ``auto`` is resolved per device.
 SAMPLING_PRECISIONS = ("float32", "bfloat16", "float16", "auto")
+#: The same, as error messages name them.
+SAMPLING_PRECISIONS_TEXT = ", ".join(SAMPLING_PRECISIONS[:-1]) + " or " + SAMPLING_PRECISIONS[-1]
 #: Largest classifier-free guidance scale accepted.
 MAX_GUIDANCE = 20.0
 #: Largest guidance scale the napari and Jupyter sliders offer (beyond it samples degrade quickly).
@@ -232,8 +234,7 @@ def check_config(config: ModelConfig) -> None:
     if config.scale_factor <= 0:
         problems.append(f"scale_factor must be positive (got {config.scale_factor})")
     if config.default_precision not in SAMPLING_PRECISIONS:
-        problems.append(f"default_precision must be float32, bfloat16, float16 or auto "
-                        f"(got {config.default_precision!r})")
+        problems.append(f"default_precision must be {SAMPLING_PRECISIONS_TEXT} (got {config.default_precision!r})")
     if not config.default_guidance >= 1.0:
         problems.append(f"default_guidance must be at least 1 (got {config.default_guidance})")
     if config.default_guidance != 1.0 and config.null_condition is None:

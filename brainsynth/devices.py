@@ -112,16 +112,15 @@ def _cudnn_text(version: int) -> str:
 
 def cpu_has_native_bfloat16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where bfloat16 autocast is fast."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    found = False
-    for name in checks:
-        check = getattr(torch.cpu, name, None)
-        if check is not None:
-            try:
-                found = found or bool(check())
-            except RuntimeError:
-                continue
-    return found
+    return any(_cpu_check(name) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def _cpu_check(name: str) -> bool:
+    check = getattr(torch.cpu, name, None)
+    try:
+        return check is not None and bool(check())
+    except RuntimeError:
+        return False
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from brainsynth._version import __version__
-from brainsynth.config import MAX_GUIDANCE, SAMPLING_PRECISIONS, ModelConfig
+from brainsynth.config import MAX_GUIDANCE, SAMPLING_PRECISIONS, SAMPLING_PRECISIONS_TEXT, ModelConfig
 from brainsynth.covariates import ResolvedCovariates, resolve_covariates
 from brainsynth.devices import low_precision_issues, resolve_device, resolve_precision
 from brainsynth.errors import InvalidParameterError
@@ -556,7 +556,7 @@ class _SamplingPlan:
             precision = model.weight_dtype if model.weight_dtype != "float32" else model.config.default_precision
         if precision not in SAMPLING_PRECISIONS:
             raise InvalidParameterError(
-                f"precision must be one of {', '.join(PRECISIONS)} or auto (got {precision!r})")
+                f"precision must be one of {SAMPLING_PRECISIONS_TEXT} (got {precision!r})")
         name = check_scheduler_settings(
             scheduler or model.config.default_scheduler, steps, eta, model.config.noise_schedule
         )

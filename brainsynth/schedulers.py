@@ -24,6 +24,11 @@ def _schedule_settings(schedule: NoiseSchedule) -> dict[str, object]:
     }
 
 
+def training_noise(schedule: NoiseSchedule) -> DDPMScheduler:
+    """The forward (noising) process of ``schedule``: ``add_noise``, ``get_velocity`` and ``alphas_cumprod``."""
+    return DDPMScheduler(**_schedule_settings(schedule))
+
+
 def _ddim(schedule: NoiseSchedule) -> Scheduler:
     return DDIMScheduler(clip_sample=False, **_schedule_settings(schedule))
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from monai.networks.schedulers import DDPMScheduler
 
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.sampling import autocast, conditioning_inputs, predict_clean
+from brainsynth.schedulers import training_noise
 
 #: Timesteps measured, as fractions of the training schedule's length.
 NOISE_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.85, 0.95)
@@ -66,9 +66,7 @@ def denoising_errors(model: LatentDiffusionModel, images: torch.Tensor, covariat
     """
     config = model.config
     schedule = config.noise_schedule
-    noise_schedule = DDPMScheduler(num_train_timesteps=schedule.num_train_timesteps, schedule=schedule.schedule,
-                                   beta_start=schedule.beta_start, beta_end=schedule.beta_end,
-                                   prediction_type=schedule.prediction_type)
+    noise_schedule = training_noise(schedule)
     autoencoder, unet = model.autoencoder.to(device).eval(), model.unet.to(device).eval()
     with torch.no_grad(), autocast(device, model.weight_dtype):
         latents = torch.cat([autoencoder.encode(image[None].to(device))[0].float() for image in images])

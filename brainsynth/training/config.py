@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from brainsynth.config import MAX_GUIDANCE, SAMPLING_PRECISIONS, NoiseSchedule
+from brainsynth.config import MAX_GUIDANCE, SAMPLING_PRECISIONS, SAMPLING_PRECISIONS_TEXT, NoiseSchedule
 from brainsynth.covariates import CovariateSpec
 from brainsynth.errors import InvalidParameterError
 from brainsynth.presets import UKB_COVARIATES
@@ -183,7 +183,7 @@ def _check(config: TrainingConfig) -> None:
         )
     if config.diffusion.sampling_precision not in SAMPLING_PRECISIONS:
         raise InvalidParameterError(
-            "diffusion.sampling_precision must be float32, bfloat16, float16 or auto "
+            f"diffusion.sampling_precision must be {SAMPLING_PRECISIONS_TEXT} "
             f"(got {config.diffusion.sampling_precision!r})"
         )
     if not 1.0 <= config.diffusion.sampling_guidance <= MAX_GUIDANCE:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from monai.networks.schedulers import DDPMScheduler
 from torch.nn.parallel import DistributedDataParallel
 
 from brainsynth.config import ModelConfig
@@ -26,6 +25,7 @@ from brainsynth.model import LatentDiffusionModel
 from brainsynth.model_dir import default_model_card, write_model_files
 from brainsynth.networks import build_unet
 from brainsynth.sampling import conditioning_inputs
+from brainsynth.schedulers import training_noise
 from brainsynth.training.autoencoder import _unwrap, load_trained_autoencoder
 from brainsynth.training.config import TrainingConfig
 from brainsynth.training.data import TrainingImages
@@ -173,10 +173,7 @@ class DiffusionTask(TrainingTask):
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, functools.partial(lr_factor, warmup=settings.warmup_steps, total=settings.steps,
                                               schedule=settings.lr_schedule))
-        schedule = settings.noise_schedule
-        self.noise = DDPMScheduler(num_train_timesteps=schedule.num_train_timesteps, schedule=schedule.schedule,
-                                   beta_start=schedule.beta_start, beta_end=schedule.beta_end,
-                                   prediction_type=schedule.prediction_type)
+        self.noise = training_noise(settings.noise_schedule)
 
     def state_dict(self) -> dict[str, Any]:
         return {"unet": _unwrap(self.unet).state_dict(), "ema": self.ema, "optimizer": self.optimizer.state_dict(),
