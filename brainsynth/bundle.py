@@ -1,9 +1,14 @@
 """Loading a MONAI bundle directory such as ``brain_image_synthesis_latent_diffusion_model``.
 
 Network and scheduler settings are read from ``configs/inference.json`` as plain data: the bundle's
-``$`` expressions are never evaluated, so loading a bundle runs none of its code. Weight files are
-checked against the md5 in ``large_files.yml`` when it is present, and weights saved by MONAI
-GenerativeModels are converted to current MONAI networks.
+``$`` expressions are never evaluated, so loading a bundle runs none of its code. Both public layouts
+of the published bundle load: MONAI's model zoo (``monai.networks.nets`` targets, ``channels``,
+``models/autoencoder.pt`` and ``models/model.pt`` with md5 sums; also what the Hugging Face hub
+serves) and MONAI GenerativeModels' (``generative.networks.nets`` targets, ``num_channels``,
+``models/autoencoder.pth`` and ``models/diffusion_model.pth``, no sums). Settings are read by meaning:
+the old spellings of a setting are renamed to MONAI's current ones. Weight files are checked against
+the md5 in ``large_files.yml`` where it gives one, before any network is built, and weights saved by
+MONAI GenerativeModels are converted to current MONAI networks.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ _NETWORK_KEYS = {
     "unet": ("diffusion_def", "load_diffusion_path", "models/model.pt"),
 }
 _IGNORED_KEYS = ("_target_", "_requires_", "_disabled_", "_desc_", "_mode_", "use_flash_attention")
+#: Network settings spelled differently by MONAI GenerativeModels' classes, and MONAI's current names.
+SETTING_ALIASES = {"num_channels": "channels", "use_checkpointing": "use_checkpoint"}
+#: The two public layouts of the bundle, recognised by the module their networks come from.
+BUNDLE_LAYOUTS = {"monai.": "MONAI model zoo", "generative.": "MONAI GenerativeModels"}
 _SCHEDULER_FIELDS = ("num_train_timesteps", "schedule", "beta_start", "beta_end", "prediction_type")
 
 
@@ -50,21 +59,43 @@ def _resolve_reference(config: dict[str, Any], value: Any, key: str) -> Any:
     return value
 
 
+def _refuse_expressions(value: Any, where: str) -> None:
+    """Refuse ``$`` expressions anywhere in a setting, inside lists and mappings too."""
+    if isinstance(value, str) and value.startswith("$"):
+        raise ModelLoadError(
+            f"bundle setting {where} is an expression ({value[:60]!r}); brainsynth reads plain values only"
+        )
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_expressions(item, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _refuse_expressions(item, f"{where}.{name}")
+
+
 def _plain_settings(config: dict[str, Any], key: str) -> dict[str, Any]:
     section = _resolve_reference(config, config.get(key), key)
     if not isinstance(section, dict):
         raise ModelLoadError(f"bundle config {INFERENCE_CONFIG} has no {key!r} section of network settings")
-    settings = {}
+    settings: dict[str, Any] = {}
     for name, value in section.items():
         if name in _IGNORED_KEYS:
             continue
         value = _resolve_reference(config, value, f"{key}.{name}")
-        if isinstance(value, str) and value.startswith("$"):
-            raise ModelLoadError(
-                f"bundle setting {key}.{name} is an expression ({value[:60]!r}); brainsynth reads plain values only"
-            )
-        settings[name] = value
+        _refuse_expressions(value, f"{key}.{name}")
+        current = SETTING_ALIASES.get(name, name)
+        if current in settings and settings[current] != value:
+            raise ModelLoadError(f"bundle setting {key} gives {current} twice with different values "
+                                 f"({settings[current]!r} and {name}={value!r})")
+        settings[current] = value
     return settings
+
+
+def bundle_layout(config: dict[str, Any]) -> str:
+    """Which public layout a bundle config follows, from its networks' ``_target_``."""
+    section = _resolve_reference(config, config.get(_NETWORK_KEYS["unet"][0]), _NETWORK_KEYS["unet"][0])
+    target = str(section.get("_target_", "")) if isinstance(section, dict) else ""
+    return next((name for prefix, name in BUNDLE_LAYOUTS.items() if target.startswith(prefix)), "other")
 
 
 def _latent_shape(config: dict[str, Any], autoencoder: dict[str, Any]) -> tuple[int, ...] | None:
@@ -93,7 +124,8 @@ def _expected_md5(directory: Path) -> dict[str, str]:
         return {}
     try:
         entries = (yaml.safe_load(path.read_text()) or {}).get("large_files", [])
-        return {e["path"]: e["hash_val"] for e in entries if str(e.get("hash_type", "")).lower() == "md5"}
+        return {e["path"]: e["hash_val"] for e in entries
+                if str(e.get("hash_type", "")).lower() == "md5" and e.get("hash_val")}
     except (yaml.YAMLError, AttributeError, KeyError, TypeError) as exc:
         raise ModelLoadError(f"{path} is not a readable large_files.yml: {exc}") from exc
 
@@ -101,7 +133,18 @@ def _expected_md5(directory: Path) -> dict[str, str]:
 def _weight_path(config: dict[str, Any], key: str, default: str) -> str:
     text = config.get(key)
     match = re.search(r"'(/[^']+\.(?:pt|pth|safetensors))'", text) if isinstance(text, str) else None
-    return ("models" + match.group(1)) if match else default
+    relative = ("models" + match.group(1)) if match else default
+    if ".." in Path(relative).parts:
+        raise ModelLoadError(f"bundle config key {key!r} names the weight file {relative!r}, which lies outside "
+                             "the bundle's models folder; weight files must be inside the bundle")
+    return relative
+
+
+def weight_files(directory: str | Path) -> dict[str, str]:
+    """Network name to the weight file a bundle's config names, relative to the bundle folder."""
+    config = read_inference_config(Path(directory))
+    return {net_name: _weight_path(config, path_key, default)
+            for net_name, (_, path_key, default) in _NETWORK_KEYS.items()}
 
 
 def read_inference_config(directory: Path) -> dict[str, Any]:
@@ -130,7 +173,11 @@ def read_bundle_config(directory: str | Path, *, name: str = "bundle", inference
     if latent_shape is None:
         raise ModelLoadError(f"{path} gives no latent shape (neither a 'noise' randn shape nor 'latent_shape')")
     n_cov = int(unet.get("cross_attention_dim") or unet.get("in_channels", 0) - latent_shape[0])
-    factor = 2 ** (len(autoencoder.get("channels", [])) - 1)
+    levels = autoencoder.get("channels")
+    if not isinstance(levels, list) or not levels:
+        raise ModelLoadError(f"{path}: the autoencoder settings give no channels per level "
+                             f"(channels or num_channels), so the image grid is unknown")
+    factor = 2 ** (len(levels) - 1)  # the autoencoder halves the grid between levels
     image_shape = tuple(s * factor for s in latent_shape[1:])
     fields: dict[str, Any] = {
         "description": f"MONAI bundle loaded from {directory}",
@@ -150,7 +197,7 @@ def read_bundle_config(directory: str | Path, *, name: str = "bundle", inference
         image_shape=image_shape,
         conditioning="concat+crossattn" if unet.get("in_channels", 0) > latent_shape[0] else "crossattn",
         default_steps=_inference_steps(config),
-        extra={"bundle_config": str(path)},
+        extra={"bundle_config": str(path), "bundle_layout": bundle_layout(config)},
         **fields,
     )
 
@@ -192,10 +239,9 @@ def load_bundle(directory: str | Path, *, name: str | None = None) -> LatentDiff
     raw = read_inference_config(directory)
     config = read_bundle_config(directory, name=name or directory.name, inference=raw)
     expected = _expected_md5(directory)
-    networks = {"autoencoder": build_autoencoder(config.autoencoder), "unet": build_unet(config.unet)}
+    paths: dict[str, Path] = {}
     hashes: dict[str, dict[str, str]] = {}
-    for net_name, network in networks.items():
-        _, path_key, default = _NETWORK_KEYS[net_name]
+    for net_name, (_, path_key, default) in _NETWORK_KEYS.items():  # every file checked before any network
         relative = _weight_path(raw, path_key, default)
         path = directory / relative
         if not path.is_file():
@@ -204,7 +250,10 @@ def load_bundle(directory: str | Path, *, name: str | None = None) -> LatentDiff
             hashes[net_name] = {"file": relative, "md5": verify_hash(path, expected[relative], "md5")}
         else:
             hashes[net_name] = {"file": relative, "sha256": hash_file(path)}
-        load_weights(network, read_state_dict(path), what=net_name)
+        paths[net_name] = path
+    networks = {"autoencoder": build_autoencoder(config.autoencoder), "unet": build_unet(config.unet)}
+    for net_name, network in networks.items():
+        load_weights(network, read_state_dict(paths[net_name]), what=net_name)
     return LatentDiffusionModel(
         config, networks["autoencoder"], networks["unet"], source=str(directory.resolve()), weight_hashes=hashes
     )

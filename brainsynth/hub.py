@@ -8,6 +8,9 @@ a bundle already fetched with ``python -m monai.bundle download`` is found too.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from brainsynth.errors import BrainsynthError, ModelNotFoundError
@@ -62,13 +65,35 @@ def find_named_model(name: str) -> Path:
     )
 
 
-def download_ukb(destination: str | Path | None = None) -> Path:
+#: Where the published bundle is hosted, tried in order: MONAI's Hugging Face organisation (bundle
+#: 1.0.3 and later), then MONAI's own download source ("monaihosting", which MONAI 1.6 also uses by
+#: default). Each entry is a source name and keyword arguments of :func:`monai.bundle.download`.
+UKB_SOURCES: tuple[tuple[str, dict[str, str]], ...] = (
+    ("huggingface_hub", {"repo": f"MONAI/{UKB_BUNDLE_NAME}"}),
+    ("monaihosting", {}),
+)
+
+
+def _monai_download(**kwargs: object) -> None:
+    from monai.bundle import download
+
+    download(**kwargs)
+
+
+def download_ukb(destination: str | Path | None = None, *, downloader: Callable[..., None] | None = None) -> Path:
     """Download the published bundle with MONAI's bundle downloader.
+
+    Each source of :data:`UKB_SOURCES` is tried in turn; the bundle is downloaded into a hidden folder
+    beside its final place and moved there once its configuration and both weight files are present,
+    so ``--model ukb`` never finds a half-downloaded bundle.
 
     Parameters
     ----------
     destination : str or Path, optional
-        Parent folder for the bundle (default: ``cache_dir() / "bundles"``).
+        Parent folder for the bundle (default: ``cache_dir() / "bundles"``, where ``--model ukb`` looks).
+    downloader : callable, optional
+        Called as ``downloader(name=..., bundle_dir=..., source=..., **source_options)``; default
+        :func:`monai.bundle.download`.
 
     Returns
     -------
@@ -78,14 +103,31 @@ def download_ukb(destination: str | Path | None = None) -> Path:
     Raises
     ------
     BrainsynthError
-        If the download fails (no network, moved files); the message gives MONAI's reason.
+        If the bundle is already there, or every source failed (each source is named with its reason).
     """
-    from monai.bundle import download
+    from brainsynth.bundle import read_bundle_config, weight_files
 
     folder = Path(destination).expanduser() if destination else cache_dir() / "bundles"
+    target = folder / UKB_BUNDLE_NAME
+    if target.exists():
+        raise BrainsynthError(f"{target} already exists; remove it to download {UKB_BUNDLE_NAME} again")
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        download(name=UKB_BUNDLE_NAME, bundle_dir=str(folder))
-    except Exception as exc:  # network and hosting errors come in many types
-        raise BrainsynthError(f"downloading {UKB_BUNDLE_NAME} failed: {type(exc).__name__}: {exc}") from exc
-    return folder / UKB_BUNDLE_NAME
+    download = downloader or _monai_download
+    failures = []
+    for source, options in UKB_SOURCES:
+        staging = Path(tempfile.mkdtemp(prefix=f".{UKB_BUNDLE_NAME}.", dir=folder))
+        try:
+            download(name=UKB_BUNDLE_NAME, bundle_dir=str(staging), source=source, **options)
+            fetched = staging / UKB_BUNDLE_NAME
+            read_bundle_config(fetched)
+            missing = [str(p) for p in weight_files(fetched).values() if not (fetched / p).is_file()]
+            if missing:
+                raise BrainsynthError(f"the download lacks {', '.join(missing)}")
+            fetched.rename(target)
+            return target
+        except Exception as exc:  # network and hosting errors come in many types
+            where = f"{source} ({options['repo']})" if "repo" in options else source
+            failures.append(f"{where}: {type(exc).__name__}: {str(exc)[:300]}")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    raise BrainsynthError(f"downloading {UKB_BUNDLE_NAME} failed from every source; " + "; ".join(failures))

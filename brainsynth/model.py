@@ -25,7 +25,7 @@ from brainsynth.errors import InvalidParameterError
 from brainsynth.noise import check_seed, draw_noise, slerp
 from brainsynth.result import SampleResult
 from brainsynth.sampling import PRECISIONS, ProgressCallback, StepProgress, autocast, denoise
-from brainsynth.schedulers import STOCHASTIC_SCHEDULERS, check_scheduler_settings, make_scheduler
+from brainsynth.schedulers import SPACED_SCHEDULERS, STOCHASTIC_SCHEDULERS, check_scheduler_settings, make_scheduler
 from brainsynth.split_decoding import (
     DECODING_MODES,
     SplitDecoder,
@@ -33,6 +33,7 @@ from brainsynth.split_decoding import (
     check_split_supported,
     choose_decoding,
 )
+from brainsynth.timesteps import DEFAULT_TIMESTEP_SPACING
 
 
 class LatentDiffusionModel:
@@ -164,6 +165,7 @@ class LatentDiffusionModel:
         callback: ProgressCallback | None = None,
         precision: str | None = None,
         guidance: float | None = None,
+        timestep_spacing: str | None = None,
         **covariate_values: Any,
     ) -> SampleResult:
         """Generate brains conditioned on covariates in real units.
@@ -202,6 +204,11 @@ class LatentDiffusionModel:
             Classifier-free guidance scale, at least 1 (default: the model's). Above 1 the brain
             follows the covariates more closely, at the cost of a second U-Net pass per step; only
             for models trained with conditioning dropout (``model.config.null_condition`` set).
+        timestep_spacing : {"leading", "linspace", "trailing"}, optional
+            Which timesteps a DDIM or DDPM run evaluates the U-Net at (see
+            :data:`brainsynth.timesteps.TIMESTEP_SPACINGS`). Default ``"leading"``, the published
+            model's (980, 960, ..., 0 for 50 steps); ``"linspace"`` is MONAI 1.6's. The result's
+            settings record the spacing and the timesteps.
 
         Returns
         -------
@@ -219,7 +226,7 @@ class LatentDiffusionModel:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidParameterError(f"batch_size must be a positive integer (got {batch_size!r})")
         plan = _SamplingPlan.check(self, steps, scheduler, eta, device, precision=precision,
-                                  guidance=guidance)
+                                  guidance=guidance, timestep_spacing=timestep_spacing)
         if noise is not None:
             x_T = self._check_noise(noise)  # noqa: N806
             base = check_seed(seed) if seed is not None else secrets.randbelow(2**31)
@@ -249,6 +256,7 @@ class LatentDiffusionModel:
         callback: ProgressCallback | None = None,
         precision: str | None = None,
         guidance: float | None = None,
+        timestep_spacing: str | None = None,
     ) -> SampleResult:
         """Generate one brain per (covariates, seed) pair, e.g. rows of a table.
 
@@ -274,7 +282,7 @@ class LatentDiffusionModel:
         resolved = [self._resolve(dict(values), extrapolate) for values in covariates]
         checked = [check_seed(seed, f"seeds[{i}]") for i, seed in enumerate(seeds)]
         plan = _SamplingPlan.check(self, steps, scheduler, eta, device, batch_size=batch_size, precision=precision,
-                                  guidance=guidance)
+                                  guidance=guidance, timestep_spacing=timestep_spacing)
         x_T = torch.stack([draw_noise(s, self.config.latent_shape) for s in checked])  # noqa: N806
         noise_info = [{"kind": "seed", "seed": s} for s in checked]
         return self._run(plan, x_T, resolved, checked, noise_info, checked, callback)
@@ -294,6 +302,7 @@ class LatentDiffusionModel:
         callback: ProgressCallback | None = None,
         precision: str | None = None,
         guidance: float | None = None,
+        timestep_spacing: str | None = None,
         **covariate_values: Any,
     ) -> SampleResult:
         """Sweep one covariate with everything else fixed, the initial noise included.
@@ -327,7 +336,7 @@ class LatentDiffusionModel:
             raise InvalidParameterError(f"values must be a non-empty sequence of {spec.name} values (got {values!r})")
         resolved = [self._resolve({**covariate_values, covariate: v}, extrapolate) for v in values]
         plan = _SamplingPlan.check(self, steps, scheduler, eta, device, batch_size=batch_size, precision=precision,
-                                  guidance=guidance)
+                                  guidance=guidance, timestep_spacing=timestep_spacing)
         seed = check_seed(seed)
         x_T = draw_noise(seed, self.config.latent_shape).expand(len(values), *self.config.latent_shape)  # noqa: N806
         noise_info = [{"kind": "seed", "seed": seed} for _ in values]
@@ -350,6 +359,7 @@ class LatentDiffusionModel:
         callback: ProgressCallback | None = None,
         precision: str | None = None,
         guidance: float | None = None,
+        timestep_spacing: str | None = None,
     ) -> SampleResult:
         """Interpolate between two seeds' initial noise (spherically), and optionally two covariate sets.
 
@@ -378,7 +388,7 @@ class LatentDiffusionModel:
         end_a = self._resolve(dict(covariates_a or {}), extrapolate)
         end_b = self._resolve(dict(covariates_b if covariates_b is not None else covariates_a or {}), extrapolate)
         plan = _SamplingPlan.check(self, steps, scheduler, eta, device, batch_size=batch_size, precision=precision,
-                                  guidance=guidance)
+                                  guidance=guidance, timestep_spacing=timestep_spacing)
         noise_a, noise_b = draw_noise(seed_a, self.config.latent_shape), draw_noise(seed_b, self.config.latent_shape)
         positions = np.linspace(0.0, 1.0, frames)
         x_T = torch.stack([slerp(noise_a, noise_b, float(t)) for t in positions])  # noqa: N806
@@ -500,7 +510,7 @@ torch.Generator(device="cpu").manual_seed(s) for s in step_seeds
                 torch.randn(tuple(self.config.latent_shape), generator=generator)
         return denoise(
             self.unet,
-            make_scheduler(plan.scheduler, self.config.noise_schedule, plan.steps),
+            plan.make_scheduler(self.config),
             x_T.to(plan.device),
             covariates,
             conditioning=self.config.conditioning,
@@ -531,9 +541,13 @@ class _SamplingPlan:
     """Validated sampling settings (every check happens here, before any compute)."""
 
     def __init__(self, steps: int, scheduler: str, eta: float, device: torch.device, batch_size: int | None,
-                 precision: str = "float32", guidance: float = 1.0):
+                 precision: str = "float32", guidance: float = 1.0, timestep_spacing: str | None = None):
         self.steps, self.scheduler, self.eta, self.device, self.batch_size = steps, scheduler, eta, device, batch_size
         self.precision, self.guidance = precision, guidance
+        if timestep_spacing is None and scheduler in SPACED_SCHEDULERS | {"pndm"}:
+            timestep_spacing = DEFAULT_TIMESTEP_SPACING
+        self.timestep_spacing = timestep_spacing
+        self.timesteps: list[int] = []
         self.weight_dtype = "float32"
         self.stochastic = scheduler in STOCHASTIC_SCHEDULERS or eta > 0
 
@@ -549,6 +563,7 @@ class _SamplingPlan:
         batch_size: int | None = None,
         precision: str | None = None,
         guidance: float | None = None,
+        timestep_spacing: str | None = None,
     ) -> _SamplingPlan:
         steps = model.config.default_steps if steps is None else steps
         guidance = check_guidance(model.config, guidance)
@@ -558,7 +573,7 @@ class _SamplingPlan:
             raise InvalidParameterError(
                 f"precision must be one of {SAMPLING_PRECISIONS_TEXT} (got {precision!r})")
         name = check_scheduler_settings(
-            scheduler or model.config.default_scheduler, steps, eta, model.config.noise_schedule
+            scheduler or model.config.default_scheduler, steps, eta, model.config.noise_schedule, timestep_spacing
         )
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size < 1):
@@ -575,9 +590,15 @@ class _SamplingPlan:
         if target.type == "cuda":
             for issue in low_precision_issues(precision):
                 warnings.warn(issue, RuntimeWarning, stacklevel=4)
-        plan = cls(steps, name, float(eta), target, batch_size, precision, guidance)
+        plan = cls(steps, name, float(eta), target, batch_size, precision, guidance, timestep_spacing)
         plan.weight_dtype = model.weight_dtype
+        plan.timesteps = [int(t) for t in plan.make_scheduler(model.config).timesteps]
         return plan
+
+    def make_scheduler(self, config: ModelConfig):
+        """A fresh scheduler for one run (multistep solvers keep a history)."""
+        spacing = self.timestep_spacing if self.scheduler in SPACED_SCHEDULERS else None
+        return make_scheduler(self.scheduler, config.noise_schedule, self.steps, spacing)
 
     def settings(self, count: int) -> dict[str, Any]:
         return {
@@ -589,6 +610,8 @@ class _SamplingPlan:
             "precision": self.precision,
             "weight_dtype": self.weight_dtype,
             "guidance": self.guidance,
+            "timestep_spacing": self.timestep_spacing,
+            "timesteps": list(self.timesteps),
         }
 
 

@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from monai.networks.schedulers import DDIMScheduler, Scheduler
+from monai.networks.schedulers import Scheduler
 
 from brainsynth.errors import SamplingCancelled
+from brainsynth.solvers import DDIM
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def _scheduler_step(
 ) -> torch.Tensor:
     """One solver step. Stochastic steps run per item on the CPU with that item's generator, so an
     item's result does not depend on the batch it was sampled in nor on the device."""
-    kwargs = {"eta": eta} if isinstance(scheduler, DDIMScheduler) else {}
+    kwargs = {"eta": eta} if isinstance(scheduler, DDIM) else {}
     if generators is None:
         return scheduler.step(model_output, timestep, x_t, **kwargs)[0]
     previous = [
@@ -145,7 +146,7 @@ def denoise(
     unet : torch.nn.Module
         Noise-prediction network ``eps(x_t, t, c)``.
     scheduler : Scheduler
-        A MONAI scheduler with its inference timesteps set.
+        A scheduler of :func:`brainsynth.schedulers.make_scheduler`, with its inference timesteps set.
     x_T : torch.Tensor
         Initial noise, shape (B, C, X, Y, Z), on the sampling device.
     covariates : torch.Tensor

@@ -1,17 +1,23 @@
 """Sampling schedulers (solvers of the reverse diffusion process), separate from the networks.
 
-Each scheduler is MONAI's, built on the model's training noise schedule. A scheduler's ``step``
-maps the U-Net output at timestep ``t`` and the current latent ``x_t`` to ``x_{t-1}``.
+Every scheduler works on the model's training noise schedule. DDIM and DDPM are brainsynth's own
+(:mod:`brainsynth.solvers`) on timesteps brainsynth lists itself (:mod:`brainsynth.timesteps`), so
+that results do not depend on the installed MONAI; PNDM is MONAI's (uniform steps, consistent);
+DPM-Solver++ and UniPC are diffusers' (they step between the noise levels of their own timesteps).
+A scheduler's ``step`` maps the U-Net output at timestep ``t`` and the current latent ``x_t`` to the
+latent at the next listed timestep.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, PNDMScheduler, Scheduler
+from monai.networks.schedulers import DDPMScheduler, PNDMScheduler, Scheduler
 
 from brainsynth.config import NoiseSchedule
 from brainsynth.errors import InvalidParameterError
+from brainsynth.solvers import DDIM, DDPM
+from brainsynth.timesteps import DEFAULT_TIMESTEP_SPACING, check_timestep_spacing, inference_timesteps
 
 
 def _schedule_settings(schedule: NoiseSchedule) -> dict[str, object]:
@@ -29,16 +35,20 @@ def training_noise(schedule: NoiseSchedule) -> DDPMScheduler:
     return DDPMScheduler(**_schedule_settings(schedule))
 
 
-def _ddim(schedule: NoiseSchedule) -> Scheduler:
-    return DDIMScheduler(clip_sample=False, **_schedule_settings(schedule))
+def _ddim(schedule: NoiseSchedule, steps: int, spacing: str) -> DDIM:
+    timesteps = inference_timesteps(schedule.num_train_timesteps, steps, spacing)
+    return DDIM(training_noise(schedule), timesteps, schedule.prediction_type)
 
 
-def _ddpm(schedule: NoiseSchedule) -> Scheduler:
-    return DDPMScheduler(clip_sample=False, **_schedule_settings(schedule))
+def _ddpm(schedule: NoiseSchedule, steps: int, spacing: str) -> DDPM:
+    timesteps = inference_timesteps(schedule.num_train_timesteps, steps, spacing)
+    return DDPM(training_noise(schedule), timesteps, schedule.prediction_type)
 
 
-def _pndm(schedule: NoiseSchedule) -> Scheduler:
-    return PNDMScheduler(skip_prk_steps=True, **_schedule_settings(schedule))
+def _pndm(schedule: NoiseSchedule, steps: int, spacing: str) -> Scheduler:
+    scheduler = PNDMScheduler(skip_prk_steps=True, **_schedule_settings(schedule))
+    scheduler.set_timesteps(num_inference_steps=steps)
+    return scheduler
 
 
 class DiffusersSolver:
@@ -49,11 +59,9 @@ class DiffusersSolver:
     outputs, so each sampling run needs a fresh instance.
     """
 
-    def __init__(self, solver) -> None:
+    def __init__(self, solver, steps: int) -> None:
         self.solver = solver
-
-    def set_timesteps(self, num_inference_steps: int) -> None:
-        self.solver.set_timesteps(num_inference_steps)
+        self.solver.set_timesteps(steps)
 
     @property
     def timesteps(self):
@@ -65,6 +73,10 @@ class DiffusersSolver:
 
     def step(self, model_output, timestep, sample, **_: object):
         return self.solver.step(model_output, timestep, sample, return_dict=True).prev_sample, None
+
+
+#: Anything :func:`make_scheduler` returns.
+Solver = DDIM | DDPM | Scheduler | DiffusersSolver
 
 
 def _diffusers_settings(schedule: NoiseSchedule) -> dict[str, object]:
@@ -82,21 +94,21 @@ def _diffusers_settings(schedule: NoiseSchedule) -> dict[str, object]:
     }
 
 
-def _dpm_solver(schedule: NoiseSchedule) -> DiffusersSolver:
+def _dpm_solver(schedule: NoiseSchedule, steps: int, spacing: str) -> DiffusersSolver:
     from diffusers import DPMSolverMultistepScheduler
 
     return DiffusersSolver(DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2,
-                                                       **_diffusers_settings(schedule)))
+                                                       **_diffusers_settings(schedule)), steps)
 
 
-def _unipc(schedule: NoiseSchedule) -> DiffusersSolver:
+def _unipc(schedule: NoiseSchedule, steps: int, spacing: str) -> DiffusersSolver:
     from diffusers import UniPCMultistepScheduler
 
-    return DiffusersSolver(UniPCMultistepScheduler(solver_order=2, **_diffusers_settings(schedule)))
+    return DiffusersSolver(UniPCMultistepScheduler(solver_order=2, **_diffusers_settings(schedule)), steps)
 
 
 #: Scheduler names and what they do, for help texts.
-SCHEDULERS: dict[str, tuple[Callable[[NoiseSchedule], Scheduler | DiffusersSolver], str]] = {
+SCHEDULERS: dict[str, tuple[Callable[[NoiseSchedule, int, str], Solver], str]] = {
     "ddim": (_ddim, "DDIM (Song et al. 2021); deterministic at eta=0, the published model's sampler"),
     "ddpm": (_ddpm, "DDPM ancestral sampling (Ho et al. 2020); stochastic, best with many steps"),
     "pndm": (_pndm, "PNDM pseudo-numerical (Liu et al. 2022), PLMS steps; deterministic"),
@@ -107,9 +119,15 @@ SCHEDULERS: dict[str, tuple[Callable[[NoiseSchedule], Scheduler | DiffusersSolve
 #: Schedulers whose steps draw fresh noise (for any eta).
 STOCHASTIC_SCHEDULERS = frozenset({"ddpm"})
 
+#: Schedulers that take brainsynth's timestep spacing; the others list their own timesteps (PNDM:
+#: MONAI's uniform "leading" steps; DPM-Solver++ and UniPC: diffusers' default spacing).
+SPACED_SCHEDULERS = frozenset({"ddim", "ddpm"})
 
-def check_scheduler_settings(name: str, steps: int, eta: float, schedule: NoiseSchedule) -> str:
-    """Validate scheduler name, step count and eta; return the normalised name.
+
+def check_scheduler_settings(
+    name: str, steps: int, eta: float, schedule: NoiseSchedule, timestep_spacing: str | None = None
+) -> str:
+    """Validate scheduler name, step count, eta and timestep spacing; return the normalised name.
 
     Raises
     ------
@@ -129,10 +147,19 @@ def check_scheduler_settings(name: str, steps: int, eta: float, schedule: NoiseS
         raise InvalidParameterError(f"eta must be a number between 0 and 1 (got {eta!r})")
     if eta and key != "ddim":
         raise InvalidParameterError(f"eta applies to the ddim scheduler only (got eta={eta} with {key})")
+    if timestep_spacing is not None:
+        check_timestep_spacing(timestep_spacing)
+        if key not in SPACED_SCHEDULERS and not (key == "pndm" and timestep_spacing == "leading"):
+            raise InvalidParameterError(
+                f"timestep_spacing applies to the {' and '.join(sorted(SPACED_SCHEDULERS))} schedulers only; "
+                f"{key} lists its own timesteps (got timestep_spacing={timestep_spacing!r} with {key})"
+            )
     return key
 
 
-def make_scheduler(name: str, schedule: NoiseSchedule, steps: int) -> Scheduler | DiffusersSolver:
+def make_scheduler(
+    name: str, schedule: NoiseSchedule, steps: int, timestep_spacing: str | None = None
+) -> Solver:
     """Build a scheduler with its inference timesteps set.
 
     Parameters
@@ -143,8 +170,9 @@ def make_scheduler(name: str, schedule: NoiseSchedule, steps: int) -> Scheduler 
         The model's training noise schedule.
     steps : int
         Number of inference steps, 1 to ``schedule.num_train_timesteps``.
+    timestep_spacing : str, optional
+        One of :data:`~brainsynth.timesteps.TIMESTEP_SPACINGS`, for the schedulers in
+        :data:`SPACED_SCHEDULERS` (default ``"leading"``, the published model's).
     """
-    key = check_scheduler_settings(name, steps, 0.0, schedule)
-    scheduler = SCHEDULERS[key][0](schedule)
-    scheduler.set_timesteps(num_inference_steps=steps)
-    return scheduler
+    key = check_scheduler_settings(name, steps, 0.0, schedule, timestep_spacing)
+    return SCHEDULERS[key][0](schedule, steps, timestep_spacing or DEFAULT_TIMESTEP_SPACING)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -242,7 +243,12 @@ def largest_activation_bytes(autoencoder: torch.nn.Module, latent_shape: tuple[i
 
 
 def available_memory(device: torch.device) -> int:
-    """Bytes free for new tensors on ``device`` (CUDA: driver's free memory; CPU: available RAM)."""
+    """Bytes free for new tensors on ``device``.
+
+    CUDA: the driver's free memory. CPU: the memory available to new allocations, reclaimable page
+    cache included (psutil's ``available``; Linux's ``MemAvailable`` where psutil is missing), not
+    just the unused pages, which a machine that has read files for a while has few of.
+    """
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
     try:
@@ -250,7 +256,17 @@ def available_memory(device: torch.device) -> int:
 
         return int(psutil.virtual_memory().available)
     except ImportError:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        return _meminfo_available()
+
+
+def _meminfo_available() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
 def choose_decoding(autoencoder: torch.nn.Module, latent_shape: tuple[int, ...], device: torch.device,

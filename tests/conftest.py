@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 os.environ.setdefault("MPLBACKEND", "Agg")  # figures in tests never open windows, Xvfb or not
 
 from brainsynth.model_dir import save_model_dir
+from tests.bundles import BUNDLE_LAYOUTS, write_layout
 from tests.tiny import TINY_AUTOENCODER, TINY_UNET, tiny_model
 
 
@@ -46,48 +46,6 @@ def make_old_networks(seed: int = 0):
     return autoencoder, unet
 
 
-def write_bundle(directory: Path, autoencoder, unet, *, steps: int = 50, with_md5: bool = True) -> Path:
-    """Write a MONAI bundle folder laid out like brain_image_synthesis_latent_diffusion_model, with a small
-    inference config and old-format weights."""
-    (directory / "configs").mkdir(parents=True)
-    (directory / "models").mkdir()
-    torch.save(autoencoder.state_dict(), directory / "models" / "autoencoder.pt")
-    torch.save(unet.state_dict(), directory / "models" / "model.pt")
-    config = {
-        "imports": ["$import torch"],
-        "bundle_root": ".",
-        "load_old": 1,
-        "model_dir": "$@bundle_root + '/models'",
-        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
-        "autoencoder_def": {"_target_": "monai.networks.nets.AutoencoderKL", **TINY_AUTOENCODER},
-        "network_def": "@autoencoder_def",
-        "load_autoencoder_path": "$@model_dir + '/autoencoder.pt'",
-        "diffusion_def": {"_target_": "monai.networks.nets.DiffusionModelUNet", **TINY_UNET,
-                          "use_flash_attention": False},
-        "load_diffusion_path": "$@model_dir + '/model.pt'",
-        "scheduler": {
-            "_target_": "monai.networks.schedulers.DDIMScheduler",
-            "_requires_": ["@load_diffusion", "@load_autoencoder"],
-            "beta_start": 0.0015,
-            "beta_end": 0.0205,
-            "num_train_timesteps": 1000,
-            "schedule": "scaled_linear_beta",
-            "clip_sample": False,
-        },
-        "noise": "$torch.randn((1, 3, 8, 8, 8)).to(@device)",
-        "set_timesteps": f"$@scheduler.set_timesteps(num_inference_steps={steps})",
-    }
-    (directory / "configs" / "inference.json").write_text(json.dumps(config, indent=2))
-    if with_md5:
-        lines = ["large_files:"]
-        for name in ("autoencoder.pt", "model.pt"):
-            digest = hashlib.md5((directory / "models" / name).read_bytes()).hexdigest()
-            lines += [f'  - path: "models/{name}"', '    url: "https://example.invalid/weights"',
-                      f'    hash_val: "{digest}"', '    hash_type: "md5"']
-        (directory / "large_files.yml").write_text("\n".join(lines) + "\n")
-    return directory
-
-
 @pytest.fixture
 def model():
     """A tiny random model (16^3 volumes, 3 x 8^3 latents, the published model's covariates)."""
@@ -107,8 +65,14 @@ def old_networks():
 
 @pytest.fixture
 def bundle_dir(tmp_path, old_networks):
-    """A MONAI bundle folder with old-format (GenerativeModels) tiny weights and an md5 list."""
-    return write_bundle(tmp_path / "bundle", *old_networks)
+    """A MONAI bundle folder in the model-zoo layout with old-format tiny weights and an md5 list."""
+    return write_layout(tmp_path / "bundle", "model-zoo", *old_networks)
+
+
+@pytest.fixture(params=BUNDLE_LAYOUTS)
+def layout_bundle(request, tmp_path, old_networks):
+    """A bundle folder in each public layout of the published bundle, with old-format tiny weights."""
+    return write_layout(tmp_path / f"bundle-{request.param}", request.param, *old_networks)
 
 
 @pytest.fixture(scope="session")

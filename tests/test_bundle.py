@@ -1,32 +1,32 @@
-"""MONAI bundles in the published model's layout, with old-format weights made by monai-generative."""
+"""MONAI bundles in the published model's two public layouts, with old-format weights made by monai-generative."""
 
 from __future__ import annotations
 
 import json
 import pickle
 
-import numpy as np
 import pytest
-import torch
-from monai.networks.schedulers import DDIMScheduler
 
 import brainsynth
 from brainsynth.bundle import read_bundle_config
-from brainsynth.noise import draw_noise
 from brainsynth.presets import UKB_COVARIATES
-from brainsynth.reference import reference_sample
 
 
-def test_bundle_config_is_read_as_data(bundle_dir):
-    config = read_bundle_config(bundle_dir)
+def test_bundle_config_is_read_as_data(layout_bundle):
+    config = read_bundle_config(layout_bundle)
     assert config.latent_shape == (3, 8, 8, 8)
-    assert config.image_shape == (16, 16, 16)
+    assert config.image_shape == (16, 16, 16)  # from the autoencoder's levels, whichever spelling gives them
+    assert config.autoencoder["channels"] == [8, 8]
+    assert "num_channels" not in config.autoencoder
+    assert "num_channels" not in config.unet
     assert config.unet["in_channels"] == 7
     assert config.unet["cross_attention_dim"] == 4
     assert "use_flash_attention" not in config.unet
     assert config.noise_schedule.beta_end == pytest.approx(0.0205)
     assert config.default_steps == 50
     assert config.covariates == UKB_COVARIATES
+    expected = "MONAI GenerativeModels" if "generative" in layout_bundle.name else "MONAI model zoo"
+    assert config.extra["bundle_layout"] == expected
 
 
 def test_old_format_bundle_loads_and_records_md5(bundle_dir):
@@ -36,25 +36,31 @@ def test_old_format_bundle_loads_and_records_md5(bundle_dir):
     assert model.config.covariate_names == ("sex", "age", "ventricular_volume", "brain_volume")
 
 
-def test_ddim50_matches_reference_loop_with_old_networks(bundle_dir, old_networks):
-    """The bundle's own sampler run with the old GenerativeModels networks and the same noise."""
-    model = brainsynth.load_model(bundle_dir)
-    covariates = {"sex": "male", "age": 71.0, "ventricular_volume": 60.0, "brain_volume": 1500.0}
-    noise = draw_noise(5, (3, 8, 8, 8))
-    ours = model.sample(covariates, noise=noise, steps=50, scheduler="ddim", device="cpu")
+def test_generative_models_bundle_loads_its_pth_files_without_sums(tmp_path, old_networks):
+    from tests.bundles import write_layout
 
-    normalised = [spec.normalise(v if spec.name != "sex" else 1.0) for spec, v in
-                  zip(UKB_COVARIATES, covariates.values(), strict=True)]
-    conditioning = torch.tensor([[normalised]], dtype=torch.float32)
-    scheduler = DDIMScheduler(num_train_timesteps=1000, schedule="scaled_linear_beta", beta_start=0.0015,
-                              beta_end=0.0205, clip_sample=False)
-    scheduler.set_timesteps(num_inference_steps=50)
-    old_autoencoder, old_unet = old_networks
-    expected = reference_sample(noise[None], old_autoencoder, old_unet, scheduler, conditioning)
+    bundle = write_layout(tmp_path / "bundle", "generative", *old_networks)
+    model = brainsynth.load_model(bundle)
+    assert model.weight_hashes["autoencoder"]["file"] == "models/autoencoder.pth"
+    assert model.weight_hashes["unet"]["file"] == "models/diffusion_model.pth"
+    assert len(model.weight_hashes["unet"]["sha256"]) == 64  # no md5 given: the file's own hash is recorded
+    assert model.sample(seed=0, steps=2).volumes.shape == (1, 16, 16, 16)
 
-    assert ours.volumes.shape == (1, 16, 16, 16)
-    np.testing.assert_allclose(ours.volumes[0], expected[0, 0].numpy(), atol=1e-5, rtol=1e-4)
-    assert np.abs(ours.volumes[0] - expected[0, 0].numpy()).max() < 1e-5
+
+def test_checksums_are_checked_before_any_network_is_built(bundle_dir, monkeypatch):
+    import brainsynth.bundle
+
+    def refuse(settings):
+        raise AssertionError("a network was built before the weight files were checked")
+
+    monkeypatch.setattr(brainsynth.bundle, "build_autoencoder", refuse)
+    monkeypatch.setattr(brainsynth.bundle, "build_unet", refuse)
+    path = bundle_dir / "models" / "model.pt"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(brainsynth.ChecksumError):
+        brainsynth.load_model(bundle_dir)
 
 
 def test_bundle_missing_weight_file(bundle_dir):
@@ -103,12 +109,32 @@ def test_bundle_pickle_with_code_is_refused(bundle_dir, capsys):
     assert "code ran" not in capsys.readouterr().out
 
 
-def test_bundle_expression_in_network_settings_is_refused(bundle_dir):
+def _edit(section: str, key: str, value):
+    """A change to configs/inference.json: ``section`` None edits a top-level key."""
+    def change(config: dict) -> None:
+        (config if section is None else config[section])[key] = value
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_edit("diffusion_def", "channels", "$__import__('os').getcwd()"),
+         r"diffusion_def.channels is an expression"),
+        (_edit("diffusion_def", "attention_levels", [False, "$__import__('os').getcwd()"]),
+         r"diffusion_def.attention_levels\[1\] is an expression"),
+        (_edit(None, "load_diffusion_path", "$@model_dir + '/../../elsewhere.pt'"),
+         r"outside the bundle's models folder"),
+        (_edit("autoencoder_def", "num_channels", [8, 16]), r"gives channels twice with different values"),
+    ],
+    ids=["expression", "expression-in-list", "weights-outside", "two-spellings"],
+)
+def test_bundle_config_that_is_not_plain_data_is_refused(bundle_dir, change, message):
     path = bundle_dir / "configs" / "inference.json"
     config = json.loads(path.read_text())
-    config["diffusion_def"]["channels"] = "$__import__('os').getcwd()"
+    change(config)
     path.write_text(json.dumps(config))
-    with pytest.raises(brainsynth.ModelLoadError, match=r"diffusion_def.channels is an expression"):
+    with pytest.raises(brainsynth.ModelLoadError, match=message):
         brainsynth.load_model(bundle_dir)
 
 

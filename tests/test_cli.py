@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -141,22 +143,64 @@ def test_output_errors(model_dir, tmp_path):
     assert "invalid choice: 'euler'" in process.stderr
 
 
-def test_download_failure_is_one_line(monkeypatch, tmp_path, capsys):
-    """No network here: MONAI's downloader fails, and the command says why in one line."""
+def test_download_failure_is_one_line_naming_every_source(monkeypatch, tmp_path, capsys):
+    """No network here: MONAI's downloader fails for both sources, and the command says why in one line."""
     import monai.bundle
 
     from brainsynth.cli import main
 
     def refuse(**kwargs):
-        raise ConnectionError(f"cannot reach the model zoo for {kwargs['name']}")
+        raise ConnectionError(f"cannot reach {kwargs['source']} for {kwargs['name']}")
 
     monkeypatch.setattr(monai.bundle, "download", refuse)
     assert main(["download", "ukb", "--dir", str(tmp_path)]) == 1
     error = capsys.readouterr().err.strip()
     assert error == (
-        "brainsynth download: error: downloading brain_image_synthesis_latent_diffusion_model failed: "
-        "ConnectionError: cannot reach the model zoo for brain_image_synthesis_latent_diffusion_model"
+        "brainsynth download: error: downloading brain_image_synthesis_latent_diffusion_model failed from every "
+        "source; huggingface_hub (MONAI/brain_image_synthesis_latent_diffusion_model): ConnectionError: cannot "
+        "reach huggingface_hub for brain_image_synthesis_latent_diffusion_model; monaihosting: ConnectionError: "
+        "cannot reach monaihosting for brain_image_synthesis_latent_diffusion_model"
     )
+    assert list(tmp_path.iterdir()) == []  # nothing half-downloaded is left
+
+
+def _fake_hub(old_networks, calls, *, failing=()):
+    """A downloader that lays the model-zoo bundle out as huggingface_hub.snapshot_download does."""
+    from tests.bundles import write_layout
+
+    def download(*, name, bundle_dir, source, **options):
+        calls.append((source, options))
+        if source in failing:
+            raise OSError(f"{source} is down")
+        bundle = write_layout(Path(bundle_dir) / name, "model-zoo", *old_networks)
+        (bundle / ".cache" / "huggingface").mkdir(parents=True)
+
+    return download
+
+
+@pytest.mark.parametrize("failing", [(), ("huggingface_hub",)])
+def test_downloaded_bundle_is_found_by_model_ukb(monkeypatch, tmp_path, old_networks, capsys, failing):
+    """The Hugging Face hub first, MONAI's own source when it fails; the result is where --model ukb looks."""
+    import monai.bundle
+
+    from brainsynth.cli import main
+
+    calls = []
+    monkeypatch.setenv("BRAINSYNTH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(monai.bundle, "download", _fake_hub(old_networks, calls, failing=failing))
+    assert main(["download", "ukb"]) == 0
+    assert calls[0] == ("huggingface_hub", {"repo": "MONAI/brain_image_synthesis_latent_diffusion_model"})
+    assert [source for source, _ in calls] == ["huggingface_hub", *(["monaihosting"] if failing else [])]
+    bundles = tmp_path / "home" / "bundles"
+    assert sorted(p.name for p in bundles.iterdir()) == ["brain_image_synthesis_latent_diffusion_model"]
+    model = brainsynth.load_model("ukb")
+    assert model.weight_hashes["unet"]["file"] == "models/model.pt"
+    assert main(["sample", "--model", "ukb", "--steps", "2", "--seed", "1", "--output",
+                 str(tmp_path / "brain.nii.gz"), "--quiet"]) == 0
+    assert main(["download", "ukb"]) == 1
+    assert "already exists; remove it to download" in capsys.readouterr().err
+
 
 
 def test_model_builder_commands_end_to_end(tmp_path):
@@ -177,3 +221,21 @@ def test_model_builder_commands_end_to_end(tmp_path):
                     check=False)
     assert again.returncode == 1
     assert "already holds files" in again.stderr
+
+
+def test_progress_bar_shows_the_decode_as_its_own_stage(capsys):
+    """The step bar closes at the last step, so its rate counts steps only; the decode gets its own line."""
+    from brainsynth.cli.progress import DECODE_REFRESH_S, progress_bar
+    from brainsynth.sampling import StepProgress
+
+    with progress_bar("sampling") as callback:
+        for step in range(1, 5):
+            callback(StepProgress(step=step, total=4, timestep=0, latent=None, predicted_clean=None))
+        time.sleep(3 * DECODE_REFRESH_S)  # the decode's clock redraws by itself meanwhile
+    lines = [line.strip() for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line.strip()]
+    steps = [i for i, line in enumerate(lines) if line.startswith("sampling:")]
+    decoding = [i for i, line in enumerate(lines) if line.startswith("decoding:")]
+    assert "4/4" in lines[steps[-1]]
+    assert decoding
+    assert min(decoding) > max(steps)
+    assert len(decoding) >= 2

@@ -78,9 +78,10 @@ def test_ukb_not_downloaded_says_how_to_get_it(tmp_path, monkeypatch):
 
 
 def test_ukb_is_found_in_the_cache(tmp_path, monkeypatch, old_networks):
-    from tests.conftest import write_bundle
+    from tests.bundles import write_layout
 
     monkeypatch.setenv("BRAINSYNTH_HOME", str(tmp_path / "home"))
-    write_bundle(tmp_path / "home" / "bundles" / "brain_image_synthesis_latent_diffusion_model", *old_networks)
+    write_layout(tmp_path / "home" / "bundles" / "brain_image_synthesis_latent_diffusion_model", "model-zoo",
+                 *old_networks)
     model = brainsynth.load_model("ukb")
     assert model.name == "ukb"

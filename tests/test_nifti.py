@@ -40,6 +40,28 @@ def test_sidecar_records_how_the_brain_was_made(result, tmp_path):
         assert key in sidecar, key
     assert sidecar["steps"] == 3
     assert sidecar["scheduler"] == "ddim"
+    assert sidecar["timestep_spacing"] == "leading"
+    assert sidecar["timesteps"] == [666, 333, 0]
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "folder_mode"), [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_outputs_get_the_users_umask(model, tmp_path, umask, file_mode, folder_mode):
+    """Colleagues on a shared machine can read what brainsynth wrote, as with any other program."""
+    import os
+    import stat
+
+    from brainsynth.model_dir import save_model_dir
+
+    previous = os.umask(umask)
+    try:
+        (path,) = model.sample(seed=1, steps=2).save(tmp_path / "brain.nii.gz")
+        folder = save_model_dir(model, tmp_path / "model")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == file_mode
+    assert stat.S_IMODE(sidecar_path(path).stat().st_mode) == file_mode
+    assert stat.S_IMODE(folder.stat().st_mode) == folder_mode
+    assert stat.S_IMODE((folder / "model.json").stat().st_mode) == file_mode
 
 
 def test_same_seed_gives_byte_identical_files(model, tmp_path):

@@ -108,3 +108,28 @@ def test_cli_low_memory_settings(model_dir, tmp_path, capsys):
     assert main(["sample", "--model", str(model_dir), "--weight-dtype", "bfloat16", "--quiet",
                  "--output", str(default)]) == 0
     assert '"precision": "bfloat16"' in default.with_name("default.json").read_text()
+
+
+def test_free_memory_counts_reclaimable_cache_without_psutil(monkeypatch):
+    """Without psutil the probe reads MemAvailable (page cache included), not just the unused pages."""
+    import builtins
+    import os
+    from pathlib import Path
+
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.is_file():
+        pytest.skip("no /proc/meminfo on this system")
+    real_import = builtins.__import__
+
+    def no_psutil(name, *args, **kwargs):
+        if name == "psutil":
+            raise ImportError("psutil is not installed")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_psutil)
+    probed = split_decoding.available_memory(torch.device("cpu"))
+    available = next(int(line.split()[1]) * 1024 for line in meminfo.read_text().splitlines()
+                     if line.startswith("MemAvailable:"))
+    unused = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert abs(probed - available) < 256 * 2**20  # the same figure, read a moment apart
+    assert probed >= unused - 256 * 2**20

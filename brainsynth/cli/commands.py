@@ -16,7 +16,7 @@ from brainsynth.cli.progress import progress_bar
 from brainsynth.cli.training import run_cohort, run_evaluate, run_export, run_train
 from brainsynth.devices import available_devices, low_precision_issues, resolve_device
 from brainsynth.errors import BrainsynthError, InvalidParameterError, OutputExistsError
-from brainsynth.hub import MODEL_NAMES, download_ukb, find_named_model
+from brainsynth.hub import MODEL_NAMES, bundle_search_path, download_ukb, find_named_model
 from brainsynth.loading import load_model
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.nifti import check_output_path, is_nifti_path
@@ -72,7 +72,8 @@ def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
         raise InvalidParameterError(f"--weight-dtype {args.weight_dtype} needs --precision {args.weight_dtype} "
                                     f"(got --precision {args.precision})")
     return {"steps": args.steps, "scheduler": args.scheduler, "eta": args.eta, "device": args.device,
-            "batch_size": args.batch_size, "precision": args.precision, "guidance": args.guidance}
+            "batch_size": args.batch_size, "precision": args.precision, "guidance": args.guidance,
+            "timestep_spacing": args.timestep_spacing}
 
 
 def _load_for_sampling(args: argparse.Namespace):
@@ -314,7 +315,8 @@ def _title(result: SampleResult) -> str:
 def run_download(args: argparse.Namespace) -> int:
     """``brainsynth download``."""
     path = download_ukb(args.dir)
-    print(f"downloaded {args.name} to {path}")
+    use = "ukb" if path.parent in bundle_search_path() else str(path)
+    print(f"downloaded {args.name} to {path}; use it with --model {use}")
     return 0
 
 

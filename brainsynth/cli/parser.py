@@ -10,6 +10,7 @@ from brainsynth.devices import DEVICE_CHOICES
 from brainsynth.hub import MODEL_NAMES
 from brainsynth.nifti import OUTPUT_DTYPES
 from brainsynth.schedulers import SCHEDULERS
+from brainsynth.timesteps import TIMESTEP_SPACINGS
 
 #: Command-line flags of the covariates of the demo and published models, and their names.
 COVARIATE_FLAGS = {
@@ -91,6 +92,10 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--scheduler", choices=list(SCHEDULERS), type=str.lower,
                        help="reverse-process solver (default: the model's, ddim)")
     group.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity 0-1 (default 0)")
+    group.add_argument("--timestep-spacing", choices=list(TIMESTEP_SPACINGS),
+                       help="which timesteps ddim and ddpm evaluate the U-Net at: leading (the published model's "
+                            "980, 960, ..., 0 for 50 steps), linspace (MONAI 1.6's 999, 979, ..., 0) or trailing "
+                            "(default leading)")
     group.add_argument("--device", default="auto", metavar="{" + ",".join(DEVICE_CHOICES) + "}",
                        help="compute device: auto, cpu, cuda, cuda:N or mps (default auto)")
     group.add_argument("--batch-size", type=int, default=1, metavar="N",
