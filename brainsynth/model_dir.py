@@ -66,14 +66,20 @@ def load_model_dir(directory: str | Path) -> LatentDiffusionModel:
     config = ModelConfig.from_dict(manifest.get("config", {}))
     weights = manifest.get("weights", {})
     hashes: dict[str, dict[str, str]] = {}
+    paths: dict[str, Path] = {}
+    for name in ("autoencoder", "unet"):  # every file checked before any network is built
+        entry = weights.get(name)
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "sha256" not in entry:
+            raise ModelLoadError(f"{directory / MANIFEST} does not name the {name} weight file and its sha256")
+        relative = Path(entry["file"])
+        if relative.is_absolute() or ".." in relative.parts:
+            raise ModelLoadError(f"{directory / MANIFEST} names the {name} weight file {entry['file']!r}, which is "
+                                 "not inside the model folder; weight files must be given relative to it")
+        paths[name] = directory / relative
+        hashes[name] = {"file": entry["file"], "sha256": verify_hash(paths[name], entry["sha256"], "sha256")}
     networks = {"autoencoder": build_autoencoder(config.autoencoder), "unet": build_unet(config.unet)}
     for name, network in networks.items():
-        entry = weights.get(name)
-        if not isinstance(entry, dict) or "file" not in entry or "sha256" not in entry:
-            raise ModelLoadError(f"{directory / MANIFEST} does not name the {name} weight file and its sha256")
-        path = directory / entry["file"]
-        hashes[name] = {"file": entry["file"], "sha256": verify_hash(path, entry["sha256"], "sha256")}
-        load_weights(network, read_state_dict(path), what=name)
+        load_weights(network, read_state_dict(paths[name]), what=name)
     return LatentDiffusionModel(
         config, networks["autoencoder"], networks["unet"], source=str(directory.resolve()), weight_hashes=hashes
     )

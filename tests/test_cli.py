@@ -39,14 +39,28 @@ def test_sample_writes_nifti_and_sidecar(model_dir, tmp_path):
     np.testing.assert_array_equal(np.asarray(nib.load(out).dataobj), expected.volume)
 
 
-def test_bundle_samples_from_the_cli_like_the_api(bundle_dir, tmp_path):
+def test_bundle_samples_from_the_cli_like_the_api(layout_bundle, tmp_path):
+    """Both public layouts of the published bundle, from the command line."""
     out = tmp_path / "bundle.nii.gz"
-    run_cli("sample", "--model", bundle_dir, "--sex", "1", "--age", "60", "--seed", "2", "--scheduler", "ddim",
+    run_cli("sample", "--model", layout_bundle, "--sex", "1", "--age", "60", "--seed", "2", "--scheduler", "ddim",
             "--device", "cpu", "--quiet", "--output", out)
-    model = brainsynth.load_model(bundle_dir)
+    model = brainsynth.load_model(layout_bundle)
     expected = model.sample(noise=draw_noise(2, (3, 8, 8, 8)), sex="male", age=60)
     np.testing.assert_array_equal(np.asarray(nib.load(out).dataobj), expected.volume)
-    assert json.loads((tmp_path / "bundle.json").read_text())["steps"] == 50
+    sidecar = json.loads((tmp_path / "bundle.json").read_text())
+    assert sidecar["steps"] == 50
+    assert sidecar["timesteps"] == list(range(980, -1, -20))
+
+
+def test_timestep_spacing_from_the_cli(model_dir, tmp_path):
+    out = tmp_path / "linspace.nii.gz"
+    run_cli("sample", "--model", model_dir, "--seed", "2", "--steps", "3", "--timestep-spacing", "linspace",
+            "--quiet", "--output", out)
+    sidecar = json.loads((tmp_path / "linspace.json").read_text())
+    assert sidecar["timestep_spacing"] == "linspace"
+    assert sidecar["timesteps"] == [999, 500, 0]
+    expected = brainsynth.load_model(model_dir).sample(seed=2, steps=3, timestep_spacing="linspace")
+    np.testing.assert_array_equal(np.asarray(nib.load(out).dataobj), expected.volume)
 
 
 def test_same_seed_twice_gives_identical_data(model_dir, tmp_path):

@@ -32,6 +32,17 @@ def test_changed_weight_file_is_reported_by_checksum(model_dir):
         brainsynth.load_model(model_dir)
 
 
+@pytest.mark.parametrize("outside", ["../elsewhere.safetensors", "/etc/hostname"])
+def test_weight_file_outside_the_model_folder_is_refused(model_dir, outside):
+    """A model.json cannot make brainsynth read, or print the hash of, any file but its own weights."""
+    manifest = json.loads((model_dir / "model.json").read_text())
+    manifest["weights"]["unet"]["file"] = outside
+    (model_dir / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(brainsynth.ModelLoadError, match=r"not inside the model folder") as raised:
+        brainsynth.load_model(model_dir)
+    assert "sha256 is" not in str(raised.value)
+
+
 def test_truncated_safetensors_is_reported(model_dir):
     path = model_dir / "autoencoder.safetensors"
     path.write_bytes(path.read_bytes()[:100])

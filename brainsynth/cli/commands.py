@@ -22,6 +22,7 @@ from brainsynth.model import LatentDiffusionModel
 from brainsynth.nifti import check_output_path, is_nifti_path
 from brainsynth.noise import check_seed
 from brainsynth.result import SampleResult
+from brainsynth.timesteps import DEFAULT_TIMESTEP_SPACING
 
 
 def _number_or_text(text: str) -> float | str:
@@ -221,11 +222,12 @@ def describe_model(model: LatentDiffusionModel) -> str:
     config = model.config
     lines = [
         f"model {config.name}: {config.description}",
-        f"  source: {model.source}",
+        f"  source: {model.source}" + (f" ({config.extra['bundle_layout']} bundle layout)"
+                                       if config.extra.get("bundle_layout") else ""),
         f"  image: {' x '.join(map(str, config.image_shape))} voxels of "
         f"{' x '.join(f'{v:g}' for v in config.voxel_size)} mm; latent {' x '.join(map(str, config.latent_shape))}",
-        f"  sampling default: {config.default_scheduler}, {config.default_steps} steps, precision "
-        f"{config.default_precision}; conditioning "
+        f"  sampling default: {config.default_scheduler}, {config.default_steps} steps "
+        f"({DEFAULT_TIMESTEP_SPACING} timesteps), precision {config.default_precision}; conditioning "
         f"{config.conditioning}",
         f"  guidance: default {config.default_guidance:g}" + (
             "" if config.null_condition is not None else " (trained without conditioning dropout: 1 only)"),

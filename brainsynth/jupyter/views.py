@@ -165,9 +165,9 @@ def show_forward_process(model: LatentDiffusionModel, image: np.ndarray, timeste
 
     ``x_t = sqrt(alpha_bar_t) z + sqrt(1 - alpha_bar_t) eps``, with ``z`` the scaled latent of ``image``.
     """
-    from brainsynth.schedulers import make_scheduler
+    from brainsynth.schedulers import training_noise
 
-    scheduler = make_scheduler("ddpm", model.config.noise_schedule, model.config.noise_schedule.num_train_timesteps)
+    scheduler = training_noise(model.config.noise_schedule)
     device = next(model.autoencoder.parameters()).device
     with torch.no_grad():
         z_mu, _ = model.autoencoder.encode(torch.as_tensor(image, dtype=torch.float32)[None, None].to(device))
