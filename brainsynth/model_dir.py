@@ -10,14 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
-
-from brainsynth.atomic import atomic_write_json, staged_directory
+from brainsynth.atomic import atomic_write_bytes, atomic_write_json, staged_directory
 from brainsynth.config import ModelConfig
 from brainsynth.errors import ModelLoadError, OutputExistsError
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.networks import build_autoencoder, build_unet, load_weights
-from brainsynth.weights import hash_file, read_state_dict, verify_hash
+from brainsynth.weights import hash_file, read_state_dict, safetensors_bytes, verify_hash
 
 MANIFEST = "model.json"
 FORMAT = "brainsynth.model"
@@ -108,8 +106,7 @@ def write_model_files(model: LatentDiffusionModel, directory: Path, *, card: str
     for name in NETWORKS:
         network = getattr(model, name)
         file = f"{name}.safetensors"
-        tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-        save_file(tensors, str(directory / file), metadata={"format": "pt", "network": name})
+        atomic_write_bytes(directory / file, safetensors_bytes(network.state_dict(), {"format": "pt", "network": name}))
         weights[name] = {"file": file, "sha256": hash_file(directory / file)}
     (directory / "README.md").write_text(card if card is not None else default_model_card(model))
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),

@@ -7,6 +7,7 @@ Weights come from safetensors files or from PyTorch checkpoints read with
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,13 @@ from safetensors.torch import load_file
 from brainsynth.errors import ChecksumError, ModelLoadError, ModelNotFoundError
 
 StateDict = dict[str, torch.Tensor]
+
+#: safetensors' names of the tensor types it stores.
+_SAFETENSORS_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 
 #: Keys under which training scripts commonly nest the weights inside a checkpoint dictionary.
 _NESTED_KEYS = ("state_dict", "model", "model_state_dict", "network", "ema")
@@ -111,3 +119,36 @@ def read_state_dict(path: str | Path) -> StateDict:
     except Exception as exc:  # arbitrary bytes fail inside the unpickler in many ways
         raise ModelLoadError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {exc}") from exc
     return _unwrap(obj, path)
+
+
+def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:
+    """The safetensors file of ``tensors``, byte for byte the same every time.
+
+    safetensors' own writer orders its header by a hash map, so saving the same weights twice can give
+    files with different SHA-256 values. Here the header lists the metadata and the tensors in sorted
+    order, and the data follow in that order, so equal weights always give equal files (readable by
+    any safetensors reader).
+
+    Parameters
+    ----------
+    tensors : mapping
+        Name to tensor (moved to the CPU; any layout).
+    metadata : mapping, optional
+        String to string, stored under ``__metadata__``.
+    """
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in sorted(metadata.items())}
+    chunks, offset = [], 0
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        if tensor.dtype not in _SAFETENSORS_DTYPES:
+            raise ValueError(f"tensor {name} has type {tensor.dtype}, which safetensors does not store")
+        data = tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
+        header[name] = {"dtype": _SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data start 8-byte aligned
+    return len(text).to_bytes(8, "little") + text + b"".join(chunks)

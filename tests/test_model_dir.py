@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
+import torch
 
 import brainsynth
 from brainsynth.config import ModelConfig
@@ -96,3 +98,45 @@ def test_ukb_is_found_in_the_cache(tmp_path, monkeypatch, old_networks):
                  *old_networks)
     model = brainsynth.load_model("ukb")
     assert model.name == "ukb"
+
+
+_SAVE_SCRIPT = """
+import hashlib, sys
+from tests.tiny import tiny_model
+from brainsynth.model_dir import save_model_dir
+folder = save_model_dir(tiny_model(), sys.argv[1])
+print(hashlib.sha256((folder / "unet.safetensors").read_bytes()).hexdigest())
+"""
+
+
+def test_saving_the_same_weights_gives_the_same_bytes(tmp_path, model):
+    """Equal weights give equal files and SHA-256 values, in one process and across processes."""
+    import subprocess
+    import sys
+
+    from brainsynth.model_dir import save_model_dir
+    from brainsynth.weights import hash_file
+
+    digests = {hash_file(save_model_dir(model, tmp_path / f"here{run}") / "unet.safetensors") for run in range(10)}
+    for run in range(2):
+        done = subprocess.run([sys.executable, "-c", _SAVE_SCRIPT, str(tmp_path / f"there{run}")], check=True,
+                              capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "random"})
+        digests.add(done.stdout.strip())
+    assert len(digests) == 1
+
+
+def test_deterministic_safetensors_read_back_with_every_type():
+    from safetensors.torch import load
+
+    from brainsynth.weights import safetensors_bytes
+
+    tensors = {
+        "b.float": torch.randn(3, 2), "a.half": torch.randn(4).half(), "c.bf16": torch.randn(2, 2).bfloat16(),
+        "d.long": torch.arange(5), "e.bool": torch.tensor([True, False]), "f.scalar": torch.tensor(2.5),
+        "g.strided": torch.randn(4, 4).t(),
+    }
+    loaded = load(safetensors_bytes(tensors, {"network": "unet", "format": "pt"}))
+    assert sorted(loaded) == sorted(tensors)
+    for name, tensor in tensors.items():
+        assert loaded[name].dtype == tensor.dtype
+        assert torch.equal(loaded[name], tensor)

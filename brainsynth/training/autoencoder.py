@@ -19,10 +19,9 @@ import numpy as np
 import torch
 from monai.losses import PatchAdversarialLoss
 from monai.networks.nets import PatchDiscriminator
-from safetensors.torch import save_file
 from torch.nn.parallel import DistributedDataParallel
 
-from brainsynth.atomic import atomic_write_json
+from brainsynth.atomic import atomic_write_bytes, atomic_write_json
 from brainsynth.errors import InvalidParameterError, ModelLoadError
 from brainsynth.networks import build_autoencoder, load_weights
 from brainsynth.training.config import TrainingConfig
@@ -30,7 +29,7 @@ from brainsynth.training.data import TrainingImages
 from brainsynth.training.distributed import Distributed
 from brainsynth.training.logs import RunLogger, middle_slices
 from brainsynth.training.loop import TrainingTask, step_generator
-from brainsynth.weights import hash_file, read_state_dict, verify_hash
+from brainsynth.weights import hash_file, read_state_dict, safetensors_bytes, verify_hash
 
 AUTOENCODER_MANIFEST = "autoencoder.json"
 
@@ -186,7 +185,7 @@ class AutoencoderTask(TrainingTask):
 def save_autoencoder(autoencoder: torch.nn.Module, output: Path, config: TrainingConfig, data: TrainingImages) -> Path:
     """Write the trained autoencoder's settings, grid and weights into the run folder."""
     weights = output / "autoencoder.safetensors"
-    save_file({k: v.detach().cpu().contiguous() for k, v in autoencoder.state_dict().items()}, str(weights))
+    atomic_write_bytes(weights, safetensors_bytes(autoencoder.state_dict()))
     manifest = {
         "format": "brainsynth.autoencoder",
         "network": config.autoencoder.network,
