@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,13 @@ from brainsynth.atomic import atomic_write_bytes
 from brainsynth.errors import InvalidParameterError
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.nifti import sidecar_path
+from brainsynth.noise import check_seed
 
 ID_COLUMNS = ("id", "participant_id")
+#: What a brain's id may be: a plain file name (letters, digits, ``.``, ``_``, ``-``; at most 128).
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: The record of what a dataset folder was asked for.
+RECORD = "covariates.tsv"
 
 
 @dataclass(frozen=True)
@@ -76,8 +82,78 @@ def read_rows(path: str | Path, model: LatentDiffusionModel, seed: int) -> list[
     for index, entry in enumerate(table):
         identifier = next((entry[c] for c in ID_COLUMNS if entry.get(c)), f"brain_{index:06d}")
         covariates = {k: _number(v) for k, v in entry.items() if k in model.config.covariate_names and v != ""}
-        rows.append(Row(identifier, covariates, int(float(entry["seed"])) if entry.get("seed") else seed + index))
+        rows.append(Row(identifier, covariates, _row_seed(entry.get("seed"), seed + index, index, path.name)))
     return rows
+
+
+def _row_seed(text: str | None, default: int, index: int, table: str) -> int:
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidParameterError(f"row {index + 1} of {table}: seed must be a whole number from 0 to 2**63-1 "
+                                    f"(got {text!r})") from None
+    return check_seed(value, f"row {index + 1} of {table}: seed")
+
+
+def check_rows(rows: list[Row], model: LatentDiffusionModel, extrapolate: bool) -> None:
+    """Check every row (id, seed, covariates) before the first brain is computed.
+
+    Raises
+    ------
+    InvalidParameterError
+        Naming the first bad row (1-based, header not counted), its id and what is wrong.
+    """
+    seen: dict[str, int] = {}
+    for number, row in enumerate(rows, start=1):
+        if not SAFE_ID.fullmatch(row.identifier) or row.identifier.lower().endswith((".nii", ".nii.gz", ".json")):
+            raise InvalidParameterError(
+                f"row {number}: id must be a plain file name of letters, digits, '.', '_' and '-' (at most 128, "
+                f"starting with a letter or digit, without a .nii or .json ending) (got {row.identifier!r})")
+        if row.identifier in seen:
+            raise InvalidParameterError(f"rows {seen[row.identifier]} and {number} repeat the id "
+                                        f"{row.identifier!r}; every row needs its own id")
+        seen[row.identifier] = number
+        check_seed(row.seed, f"row {number} ({row.identifier}): seed")
+        try:
+            model._resolve(row.covariates, extrapolate)
+        except InvalidParameterError as exc:
+            raise InvalidParameterError(f"row {number} ({row.identifier}): {exc}") from None
+
+
+def _record_lines(rows: list[Row], model: LatentDiffusionModel) -> list[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(["id", "seed", *model.config.covariate_names])
+    for row in rows:
+        writer.writerow([row.identifier, row.seed, *(row.covariates.get(n, "") for n in model.config.covariate_names)])
+    return buffer.getvalue().splitlines()
+
+
+def check_record(rows: list[Row], model: LatentDiffusionModel, path: Path) -> bool:
+    """Whether the dataset's record at ``path`` must be (re)written for ``rows``.
+
+    A new folder gets a record; an existing record must describe the same rows or a beginning of them
+    (the dataset is then extended).
+
+    Raises
+    ------
+    InvalidParameterError
+        If the folder was generated from another request, naming the first row that differs.
+    """
+    if not path.is_file():
+        return True
+    old, new = path.read_text().splitlines(), _record_lines(rows, model)
+    if old == new:
+        return False
+    for number, (was, now) in enumerate(zip(old, new, strict=False)):
+        if was != now:
+            what = "the columns" if number == 0 else f"row {number}"
+            raise InvalidParameterError(
+                f"{path.parent} holds a dataset made from another request ({what} was {was!r}, now {now!r}); "
+                "give another output folder, or the request it was made from")
+    return len(new) > len(old)  # a longer request extends the record; a shorter one is a part of it
 
 
 def draw_rows(model: LatentDiffusionModel, n: int, seed: int) -> list[Row]:
@@ -96,12 +172,7 @@ def draw_rows(model: LatentDiffusionModel, n: int, seed: int) -> list[Row]:
 
 def write_rows_table(rows: list[Row], path: Path, model: LatentDiffusionModel) -> None:
     """Write the rows as a covariates table (the record of what was asked for)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
-    writer.writerow(["id", "seed", *model.config.covariate_names])
-    for row in rows:
-        writer.writerow([row.identifier, row.seed, *(row.covariates.get(n, "") for n in model.config.covariate_names)])
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    atomic_write_bytes(path, ("\n".join(_record_lines(rows, model)) + "\n").encode())
 
 
 def generate_dataset(
@@ -146,17 +217,22 @@ def generate_dataset(
         raise InvalidParameterError("give n (a positive number of brains) or a covariates table")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise InvalidParameterError(f"n must be a positive integer (got {n!r})")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidParameterError(f"batch_size must be a positive integer (got {batch_size!r})")
     output = Path(output).expanduser()
     if not output.parent.is_dir():
         raise InvalidParameterError(f"output folder {str(output.parent)!r} does not exist; create it first")
+    if output.exists() and not output.is_dir():
+        raise InvalidParameterError(f"output {str(output)!r} is a file; give a folder for the dataset")
     rows = read_rows(covariates, model, seed) if covariates is not None else draw_rows(model, n or 0, seed)
     rows = rows[:n] if n is not None else rows
-    names = [row.identifier for row in rows]
-    if len(set(names)) != len(names):
-        raise InvalidParameterError("the covariates table repeats ids; every row needs its own id")
+    check_rows(rows, model, extrapolate)
+    record_needed = check_record(rows, model, output / RECORD)
+    if not os.access(output if output.is_dir() else output.parent, os.W_OK):
+        raise InvalidParameterError(f"output folder {str(output)!r} is not writable")
     output.mkdir(exist_ok=True)
-    if shard[0] == 1:
-        write_rows_table(rows, output / "covariates.tsv", model)
+    if shard[0] == 1 and record_needed:
+        write_rows_table(rows, output / RECORD, model)
     mine = rows[shard[0] - 1 :: shard[1]]
     todo = [r for r in mine if not _done(output / f"{r.identifier}.nii.gz")]
     for start in range(0, len(todo), batch_size):

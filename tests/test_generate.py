@@ -70,3 +70,57 @@ def test_generate_command(model_dir, table, tmp_path):
     assert process.returncode == 0, process.stderr
     assert "wrote 3, skipped 0 already done (of 3 rows)" in process.stdout
     assert sorted(p.name for p in out.glob("*.nii.gz")) == ["a.nii.gz", "b.nii.gz", "c.nii.gz"]
+
+
+def test_every_row_is_checked_before_the_first_brain(model, table, tmp_path):
+    """A bad third row is refused before the first two are computed, naming the row."""
+    table.write_text(table.read_text().replace("c\tmale\t80\t150\t9", "c\tmale\t180\t150\t9"))
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"row 3 \(c\): age must be between 44 and 82"):
+        generate_dataset(model, tmp_path / "out", covariates=table, steps=2)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("identifier", ["../escaped", "/tmp/absolute", "a b", "x.nii.gz", ".hidden", "é"])
+def test_ids_must_be_plain_file_names(model, tmp_path, identifier):
+    table = tmp_path / "ids.tsv"
+    table.write_text(f"id\tage\nfine\t60\n{identifier}\t61\n", encoding="utf-8")
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"row 2: id must be a plain file name"):
+        generate_dataset(model, tmp_path / "out", covariates=table, steps=2)
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "escaped.nii.gz").exists()
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"batch_size": 0}, r"batch_size must be a positive integer \(got 0\)"),
+    ({"n": 0}, r"give n \(a positive number of brains\)"),
+])
+def test_generation_settings_are_one_line_errors(model, tmp_path, kwargs, message):
+    with pytest.raises(brainsynth.InvalidParameterError, match=message):
+        generate_dataset(model, tmp_path / "out", **{"n": 2, **kwargs})
+
+
+def test_seed_must_be_a_whole_number(model, tmp_path):
+    table = tmp_path / "seeds.tsv"
+    table.write_text("id\tseed\na\t1.7\n")
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"row 1 of seeds.tsv: seed must be a whole number"):
+        generate_dataset(model, tmp_path / "out", covariates=table, steps=2)
+
+
+def test_a_dataset_folder_keeps_describing_its_files(model, table, tmp_path):
+    """Another request into the same folder is refused; a longer one extends it; a shorter one is part of it."""
+    out = tmp_path / "out"
+    generate_dataset(model, out, covariates=table, steps=2)
+    record = (out / "covariates.tsv").read_text()
+    changed = tmp_path / "changed.tsv"
+    changed.write_text(table.read_text().replace("b\tmale\t70", "b\tmale\t71"))
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"made from another request \(row 2 was"):
+        generate_dataset(model, out, covariates=changed, steps=2)
+    assert (out / "covariates.tsv").read_text() == record
+    # The record itself as the input, cut by n: nothing to do, and the record stays whole.
+    assert generate_dataset(model, out, covariates=out / "covariates.tsv", n=2, steps=2)["written"] == 0
+    assert (out / "covariates.tsv").read_text() == record
+    longer = tmp_path / "longer.tsv"
+    longer.write_text(table.read_text() + "d\tfemale\t60\t30\t10\n")
+    assert generate_dataset(model, out, covariates=longer, steps=2) == {"written": 1, "skipped": 3, "total": 4}
+    assert (out / "covariates.tsv").read_text().startswith(record)
+    assert len((out / "covariates.tsv").read_text().splitlines()) == 5
