@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,23 +40,94 @@ def _final_mode(path: Path, default: int) -> int:
         return default & ~current_umask()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place.
+#: Temporary files are named ``.NAME.PID@HOST.RANDOM.part``, so that a later run can tell those of
+#: killed processes on this machine from those of live ones.
+PART_SUFFIX = ".part"
 
-    The file gets the mode of the file it replaces, or 0666 less the umask for a new one.
+
+def _owner() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # another user's process, or a system that cannot tell: keep its file
+    return True
+
+
+def remove_stale_parts(path: str | Path) -> list[Path]:
+    """Remove temporary files that killed processes on this machine left beside ``path``.
+
+    Returns the files removed. Files of live processes, of other machines and of unknown form are kept.
     """
     path = Path(path)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    removed: list[Path] = []
+    if os.name == "nt" or not path.parent.is_dir():  # os.kill(pid, 0) would end the process on Windows
+        return removed
+    host = socket.gethostname()
+    prefix = f".{path.name}."
+    for candidate in path.parent.glob(f".{glob_escape(path.name)}.*{PART_SUFFIX}"):
+        owner, _, _random = candidate.name[len(prefix):-len(PART_SUFFIX)].rpartition(".")
+        pid, _, where = owner.partition("@")
+        if where == host and pid.isdigit() and not _is_alive(int(pid)):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters taken literally."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _write_temporary(path: Path, data: bytes) -> str:
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=PART_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temp_name, _final_mode(path, 0o666))
-        os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+    return temp_name
+
+
+def atomic_write_files(files: Sequence[tuple[str | Path, bytes]]) -> None:
+    """Write several files so that they appear together or not at all.
+
+    Every file is written and synced to a temporary file beside its target first; only then are they
+    renamed into place, in order. If any cannot be written (disk full, a folder in the way, Ctrl-C),
+    none of them appears and no temporary file is left; leftovers of killed runs are removed first.
+    Each file gets the mode of the file it replaces, or 0666 less the umask for a new one.
+    """
+    targets = [(Path(path), data) for path, data in files]
+    temporaries: list[tuple[str, Path]] = []
+    renamed: list[Path] = []
+    try:
+        for path, data in targets:
+            remove_stale_parts(path)
+            temporaries.append((_write_temporary(path, data), path))
+        for temp_name, path in temporaries:
+            os.replace(temp_name, path)
+            renamed.append(path)
+    except BaseException:
+        for temp_name, _ in temporaries:
+            Path(temp_name).unlink(missing_ok=True)
+        if len(renamed) < len(targets):
+            for path in renamed:
+                path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place (see :func:`atomic_write_files`)."""
+    atomic_write_files([(path, data)])
 
 
 def _json_default(value: object) -> object:
@@ -68,9 +140,14 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
+def json_bytes(data: Mapping[str, Any]) -> bytes:
+    """A JSON document as written by :func:`atomic_write_json`."""
+    return (json.dumps(data, indent=2, default=_json_default) + "\n").encode()
+
+
 def atomic_write_json(path: str | Path, data: Mapping[str, Any]) -> None:
     """Write a JSON document atomically."""
-    atomic_write_bytes(path, (json.dumps(data, indent=2, default=_json_default) + "\n").encode())
+    atomic_write_bytes(path, json_bytes(data))
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from brainsynth.atomic import atomic_write_bytes, atomic_write_json
+from brainsynth.atomic import atomic_write_files, json_bytes
 from brainsynth.errors import InvalidParameterError, OutputExistsError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -48,6 +49,11 @@ def check_output_path(path: str | Path, *, overwrite: bool = False, name: str = 
         raise InvalidParameterError(f"{name} must end in .nii or .nii.gz (got {str(path)!r})")
     if not path.parent.is_dir():
         raise InvalidParameterError(f"{name} folder {str(path.parent)!r} does not exist; create it first")
+    for target in (path, sidecar_path(path)):
+        if target.is_dir():
+            raise InvalidParameterError(f"{name} {str(target)!r} is a folder; give a file name (or another folder)")
+    if not os.access(path.parent, os.W_OK):
+        raise InvalidParameterError(f"{name} folder {str(path.parent)!r} is not writable")
     if not overwrite:
         for target in (path, sidecar_path(path)):
             if target.exists():
@@ -118,9 +124,10 @@ def save_nifti(
     path = check_output_path(path, overwrite=overwrite)
     data = nifti_bytes(to_dtype(volume, dtype), affine, gzipped=str(path).lower().endswith(".gz"),
                        description=description)
+    files = [(path, data)]
     if sidecar is not None:
-        atomic_write_json(sidecar_path(path), sidecar)
-    atomic_write_bytes(path, data)
+        files.append((sidecar_path(path), json_bytes(sidecar)))
+    atomic_write_files(files)  # the image and its sidecar appear together or not at all
     return path
 
 

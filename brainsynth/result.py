@@ -107,20 +107,8 @@ class SampleResult:
         }
 
     def output_paths(self, path: str | Path) -> list[Path]:
-        """Where :meth:`save` writes each item.
-
-        A ``.nii``/``.nii.gz`` path holds a single item as given; with several items it becomes
-        ``stem_000.nii.gz``, ``stem_001.nii.gz``, ... Any other path is a folder that receives
-        ``brain_000.nii.gz``, ...; it is created if its parent exists.
-        """
-        path = Path(path).expanduser()
-        if is_nifti_path(path):
-            if len(self) == 1:
-                return [path]
-            suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
-            stem = path.name[: -len(suffix)]
-            return [path.with_name(f"{stem}_{i:03d}{suffix}") for i in range(len(self))]
-        return [path / f"brain_{i:03d}.nii.gz" for i in range(len(self))]
+        """Where :meth:`save` writes each item (see :func:`output_paths`)."""
+        return output_paths(path, len(self))
 
     def save_series(self, path: str | Path, *, dtype: str = "float32", overwrite: bool = False) -> Path:
         """Write all items as one 4D NIfTI (X, Y, Z, B), e.g. a traversal as a movie, with one sidecar.
@@ -182,3 +170,20 @@ class SampleResult:
                            overwrite=overwrite, description=description)
             )
         return written
+
+
+def output_paths(path: str | Path, count: int) -> list[Path]:
+    """Where ``count`` brains saved to ``path`` go.
+
+    A ``.nii``/``.nii.gz`` path holds a single item as given; with several items it becomes
+    ``stem_000.nii.gz``, ``stem_001.nii.gz``, ... Any other path is a folder that receives
+    ``brain_000.nii.gz``, ...; it is created if its parent exists.
+    """
+    path = Path(path).expanduser()
+    if is_nifti_path(path):
+        if count == 1:
+            return [path]
+        suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
+        stem = path.name[: -len(suffix)]
+        return [path.with_name(f"{stem}_{i:03d}{suffix}") for i in range(count)]
+    return [path / f"brain_{i:03d}.nii.gz" for i in range(count)]

@@ -21,7 +21,7 @@ from brainsynth.loading import load_model
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.nifti import check_output_path, is_nifti_path
 from brainsynth.noise import check_seed
-from brainsynth.result import SampleResult
+from brainsynth.result import SampleResult, output_paths
 from brainsynth.timesteps import DEFAULT_TIMESTEP_SPACING
 
 
@@ -49,16 +49,15 @@ def _covariates(args: argparse.Namespace, suffix: str = "") -> dict[str, Any]:
 def _check_output(args: argparse.Namespace, count: int, series: bool) -> None:
     """Refuse a bad output path before loading the model or computing anything."""
     path = Path(args.output).expanduser()
-    if is_nifti_path(path):
-        if series or count == 1:
-            check_output_path(path, overwrite=args.overwrite, name="--output")
-        else:
-            stem_suffix = ".nii.gz" if str(path).lower().endswith(".gz") else ".nii"
-            for i in range(count):
-                numbered = path.with_name(f"{path.name[: -len(stem_suffix)]}_{i:03d}{stem_suffix}")
-                check_output_path(numbered, overwrite=args.overwrite, name="--output")
-    elif not (path.is_dir() or path.parent.is_dir()):
-        raise InvalidParameterError(f"--output folder {str(path.parent)!r} does not exist; create it first")
+    if not is_nifti_path(path):
+        if path.exists() and not path.is_dir():
+            raise InvalidParameterError(f"--output {str(path)!r} is a file; give a .nii/.nii.gz name or a folder")
+        if not (path.is_dir() or path.parent.is_dir()):
+            raise InvalidParameterError(f"--output folder {str(path.parent)!r} does not exist; create it first")
+        if not path.is_dir():
+            return  # a new folder: nothing in it to clash with
+    for target in output_paths(path, 1 if series and is_nifti_path(path) else count):
+        check_output_path(target, overwrite=args.overwrite, name="--output")
 
 
 def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:

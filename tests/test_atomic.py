@@ -1,0 +1,122 @@
+"""Writes that never leave half a result: a brain and its sidecar together or not at all, no leftovers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from brainsynth import atomic
+from brainsynth.nifti import sidecar_path
+
+_HOLD_A_PART_FILE = """
+import sys, time
+from pathlib import Path
+from brainsynth.atomic import _write_temporary
+_write_temporary(Path(sys.argv[1]), b"half a brain")
+print("written", flush=True)
+time.sleep(600)
+"""
+
+
+def _start_writer(target):
+    """A real process that has written a temporary file for ``target`` and is still running."""
+    process = subprocess.Popen([sys.executable, "-c", _HOLD_A_PART_FILE, str(target)], stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline().strip() == "written"
+    return process
+
+
+def _parts(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".part"))
+
+
+def test_leftovers_of_a_killed_run_are_removed_by_the_next_write(model, tmp_path):
+    target = tmp_path / "brain.nii.gz"
+    killed, alive = _start_writer(target), _start_writer(target)
+    try:
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait()
+        assert len(_parts(tmp_path)) == 2
+        model.sample(seed=1, steps=2).save(target)
+        remaining = _parts(tmp_path)
+        assert remaining == [p for p in remaining if f".{alive.pid}@" in p]  # the live writer's file is kept
+        assert len(remaining) == 1
+    finally:
+        alive.kill()
+        alive.wait()
+    assert target.is_file()
+    assert sidecar_path(target).is_file()
+
+
+def test_brain_and_sidecar_appear_together_or_not_at_all(model, tmp_path, monkeypatch):
+    """A fault after the image is in place but before its sidecar is (the last moment one can happen)."""
+    result = model.sample(seed=1, steps=2)
+    real_replace = os.replace
+
+    def fail_on_the_sidecar(source, destination):
+        if str(destination).endswith(".json"):
+            raise OSError(28, "No space left on device")
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(atomic.os, "replace", fail_on_the_sidecar)
+    with pytest.raises(OSError, match="No space left"):
+        result.save(tmp_path / "brain.nii.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_leaves_nothing(model, tmp_path):
+    """A real filesystem that fills up while the brain is written (a 64 KiB tmpfs)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True,
+                          check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        result = model.sample(seed=1, steps=2)
+        (mount / "filler").write_bytes(b"\0" * 60_000)
+        with pytest.raises(OSError, match="No space left on device"):
+            result.save(mount / "brain.nii")  # 16^3 float32 is 16 KiB plus header: it does not fit
+        assert sorted(p.name for p in mount.iterdir()) == ["filler"]
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("in_the_way", ["brain.nii.gz", "brain.json"])
+def test_a_folder_in_the_way_is_refused_before_any_compute(model_dir, tmp_path, capsys, monkeypatch, in_the_way):
+    from brainsynth.cli import main
+
+    (tmp_path / in_the_way).mkdir()
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr("brainsynth.cli.commands.load_model", no_compute)
+    assert main(["sample", "--model", str(model_dir), "--steps", "2", "--output", str(tmp_path / "brain.nii.gz"),
+                 "--overwrite"]) == 1
+    assert f"{in_the_way}' is a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("clash", ["folder-with-a-brain", "output-is-a-file"])
+def test_clashing_outputs_are_refused_before_any_compute(model_dir, tmp_path, capsys, monkeypatch, clash):
+    from brainsynth.cli import main
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr("brainsynth.cli.commands.load_model", no_compute)
+    if clash == "folder-with-a-brain":
+        output = tmp_path / "brains"
+        output.mkdir()
+        (output / "brain_001.nii.gz").write_bytes(b"someone's brain")
+        expected = "brain_001.nii.gz exists; pass overwrite=True"
+    else:
+        output = tmp_path / "notes.txt"
+        output.write_text("keep me")
+        expected = "notes.txt' is a file"
+    assert main(["sample", "--model", str(model_dir), "--batch-size", "2", "--output", str(output)]) == 1
+    assert expected in capsys.readouterr().err
