@@ -25,6 +25,10 @@ MAX_GUIDANCE = 20.0
 #: Largest guidance scale the napari and Jupyter sliders offer (beyond it samples degrade quickly).
 GUIDANCE_SLIDER_MAX = 7.0
 
+#: Noise schedules MONAI's schedulers know, and what a U-Net may predict.
+NOISE_SCHEDULES = ("linear_beta", "scaled_linear_beta", "sigmoid_beta", "cosine")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
 #: How covariates reach the U-Net: concatenated to its input as constant channels, given as
 #: cross-attention context, or both (the published model uses both).
 CONDITIONING_MODES = ("concat", "crossattn", "concat+crossattn")
@@ -240,8 +244,37 @@ def check_config(config: ModelConfig) -> None:
     if config.default_guidance != 1.0 and config.null_condition is None:
         problems.append("default_guidance other than 1 needs a null_condition (a model trained with conditioning "
                         "dropout)")
+    schedule = config.noise_schedule
+    if schedule.schedule not in NOISE_SCHEDULES:
+        problems.append(f"noise_schedule.schedule must be one of {', '.join(NOISE_SCHEDULES)} "
+                        f"(got {str(schedule.schedule)[:60]!r})")
+    if schedule.prediction_type not in PREDICTION_TYPES:
+        problems.append(f"noise_schedule.prediction_type must be one of {', '.join(PREDICTION_TYPES)} "
+                        f"(got {str(schedule.prediction_type)[:60]!r})")
+    for section in ("autoencoder", "unet"):
+        problems += network_setting_problems(getattr(config, section), section)
     names = [c.name for c in config.covariates]
     if len(set(names)) != len(names):
         problems.append(f"covariate names must be unique (got {names})")
     if problems:
         raise ModelLoadError(f"model configuration '{config.name}' is inconsistent: " + "; ".join(problems))
+
+
+def network_setting_problems(settings: Mapping[str, Any], section: str) -> list[str]:
+    """What is wrong with network settings that should be plain numbers, booleans and lists of them.
+
+    MONAI's network settings are such values; a string there would reach a bundle that MONAI's
+    ``ConfigParser`` reads (and evaluates when it starts with ``$``), so none is accepted.
+    """
+    problems = []
+
+    def check(value: Any, where: str) -> None:
+        if isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                check(item, f"{where}[{i}]")
+        elif not (value is None or isinstance(value, bool | int | float)):
+            problems.append(f"{where} must be a number, a boolean or a list of them (got {str(value)[:60]!r})")
+
+    for name, value in settings.items():
+        check(value, f"{section}.{name}")
+    return problems

@@ -23,6 +23,36 @@ from brainsynth.model import LatentDiffusionModel
 from brainsynth.model_dir import default_model_card
 
 BRAINSYNTH_CONFIG = Path("configs") / "brainsynth.json"
+#: Prefixes that make MONAI's ConfigParser evaluate (``$``), look up (``@``) or include (``%``) a string.
+PARSED_PREFIXES = ("$", "@", "%")
+#: The entries of inference.json that brainsynth itself writes as expressions or references.
+_OWN_EXPRESSIONS = frozenset({
+    "imports", "model_dir", "output_dir", "device", "conditioning", "network_def", "load_autoencoder_path",
+    "load_autoencoder", "autoencoder", "load_diffusion_path", "load_diffusion", "diffusion", "noise",
+    "set_timesteps", "scheduler._requires_",
+})
+
+
+def refuse_parsed_strings(data: Any, where: str = "", own: frozenset[str] = frozenset()) -> None:
+    """Refuse any string that MONAI's ConfigParser would evaluate, look up or include, except brainsynth's own.
+
+    Raises
+    ------
+    InvalidParameterError
+        Naming the entry and its value: a model whose settings or texts would run code in a bundle.
+    """
+    if where in own:
+        return
+    if isinstance(data, str) and data.startswith(PARSED_PREFIXES):
+        raise InvalidParameterError(
+            f"the model's {where} is {data[:60]!r}, which MONAI's ConfigParser would evaluate or resolve; a bundle "
+            "holds plain data only, so this model cannot be exported")
+    if isinstance(data, dict):
+        for key, value in data.items():
+            refuse_parsed_strings(value, f"{where}.{key}" if where else str(key), own)
+    elif isinstance(data, list | tuple):
+        for i, value in enumerate(data):
+            refuse_parsed_strings(value, f"{where}[{i}]", own)
 
 
 def _inference_config(model: LatentDiffusionModel) -> dict[str, Any]:
@@ -117,13 +147,17 @@ def export_bundle(model: LatentDiffusionModel, output: str | Path, *, overwrite:
         raise InvalidParameterError(f"output folder {str(output.parent)!r} does not exist; create it first")
     if output.exists() and not overwrite:
         raise OutputExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
+    inference, metadata = _inference_config(model), _metadata(model)
+    refuse_parsed_strings(inference, own=_OWN_EXPRESSIONS)
+    refuse_parsed_strings(metadata)
+    refuse_parsed_strings(model.config.to_dict())
     with staged_directory(output, overwrite=True) as staging:
         for folder in ("configs", "models", "docs"):
             (staging / folder).mkdir()
         torch.save({k: v.cpu() for k, v in model.autoencoder.state_dict().items()}, staging / "models/autoencoder.pt")
         torch.save({k: v.cpu() for k, v in model.unet.state_dict().items()}, staging / "models/model.pt")
-        (staging / "configs/inference.json").write_text(json.dumps(_inference_config(model), indent=4) + "\n")
-        (staging / "configs/metadata.json").write_text(json.dumps(_metadata(model), indent=4) + "\n")
+        (staging / "configs/inference.json").write_text(json.dumps(inference, indent=4) + "\n")
+        (staging / "configs/metadata.json").write_text(json.dumps(metadata, indent=4) + "\n")
         (staging / BRAINSYNTH_CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
         (staging / "docs/README.md").write_text(default_model_card(model))
     return output

@@ -45,3 +45,29 @@ def test_export_never_overwrites_unless_asked(model, tmp_path):
         export_bundle(model, tmp_path / "bundle")
     with pytest.raises(brainsynth.InvalidParameterError, match=r"output folder .* does not exist"):
         export_bundle(model, tmp_path / "missing" / "bundle")
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [
+    ("noise_schedule", "schedule", "$__import__('os').system('touch {marker}')"),
+    ("unet", "attention_levels", [False, "$__import__('os').system('touch {marker}')"]),
+    ("autoencoder", "channels", "@something_else"),
+])
+def test_model_json_with_code_in_its_settings_is_refused(model_dir, tmp_path, section, key, value):
+    """Such a model would carry the code into every bundle exported from it."""
+    marker = tmp_path / "code-ran"
+    manifest = json.loads((model_dir / "model.json").read_text())
+    filled = json.loads(json.dumps(value).replace("{marker}", str(marker)))
+    manifest["config"][section][key] = filled
+    (model_dir / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(brainsynth.ModelLoadError, match=rf"{section}\.{key}"):
+        brainsynth.load_model(model_dir)
+    assert not marker.exists()
+
+
+def test_export_refuses_texts_that_monai_would_evaluate(model, tmp_path):
+    from dataclasses import replace
+
+    model.config = replace(model.config, description="$__import__('os').system('touch code-ran')")
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"description is .* would evaluate or resolve"):
+        export_bundle(model, tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
