@@ -21,6 +21,7 @@ from brainsynth.errors import (
     InvalidParameterError,
     ModelLoadError,
     ModelNotFoundError,
+    NonFiniteResultError,
     OutputExistsError,
     SamplingCancelled,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "NoiseSchedule",
+    "NonFiniteResultError",
     "OutputExistsError",
     "ProgressCallback",
     "SampleResult",

@@ -235,8 +235,15 @@ def check_config(config: ModelConfig) -> None:
         problems.append(
             f"unet cross_attention_dim is {config.unet.get('cross_attention_dim')} but there are {n_cov} covariates"
         )
-    if config.scale_factor <= 0:
-        problems.append(f"scale_factor must be positive (got {config.scale_factor})")
+    if not (np.isfinite(config.scale_factor) and config.scale_factor > 0):
+        problems.append(f"scale_factor must be a positive number (got {config.scale_factor})")
+    levels = config.autoencoder.get("channels")
+    if isinstance(levels, list | tuple) and levels and len(config.latent_shape) == 4 and len(config.image_shape) == 3:
+        factor = 2 ** (len(levels) - 1)  # the autoencoder halves the grid between levels
+        decoded = tuple(int(v) * factor for v in config.latent_shape[1:])
+        if tuple(config.image_shape) != decoded:
+            problems.append(f"image_shape is {tuple(config.image_shape)} but the autoencoder decodes latents of "
+                            f"{tuple(config.latent_shape[1:])} to {decoded}")
     if config.default_precision not in SAMPLING_PRECISIONS:
         problems.append(f"default_precision must be {SAMPLING_PRECISIONS_TEXT} (got {config.default_precision!r})")
     if not config.default_guidance >= 1.0:

@@ -40,3 +40,7 @@ class OutputExistsError(BrainsynthError, FileExistsError):
 
 class SamplingCancelled(BrainsynthError):  # noqa: N818 - reads as an event, like KeyboardInterrupt
     """Sampling was cancelled by a progress callback; nothing was written."""
+
+
+class NonFiniteResultError(BrainsynthError):
+    """A computed result holds NaN or infinite values and is not written."""

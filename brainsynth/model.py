@@ -479,8 +479,13 @@ class LatentDiffusionModel:
                                          _offset_callback(callback, start // chunk, -(-x_T.shape[0] // chunk)))
             latents.append(latent.float().cpu().numpy())
             volumes.append(self.decode(latent, precision=plan.precision))
+        volumes = np.concatenate(volumes)
+        broken = int((~np.isfinite(volumes)).sum())
+        if broken:
+            warnings.warn(f"{broken} voxels of the sampled brains are NaN or infinite; the model's weights or decoder "
+                          "produce them, and such brains are not written", RuntimeWarning, stacklevel=3)
         return SampleResult(
-            volumes=np.concatenate(volumes),
+            volumes=volumes,
             affine=self.config.affine_array,
             covariates=tuple(dict(r.real) for r in resolved),
             covariates_normalised=tuple(r.normalised_by_name for r in resolved),

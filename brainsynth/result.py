@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from brainsynth.covariates import CovariateValue
-from brainsynth.errors import InvalidParameterError
+from brainsynth.errors import InvalidParameterError, NonFiniteResultError
 from brainsynth.nifti import check_output_path, is_nifti_path, save_nifti
 
 
@@ -106,6 +106,20 @@ class SampleResult:
             "affine": self.affine.tolist(),
         }
 
+    def check_finite(self) -> None:
+        """Refuse to write brains holding NaN or infinite voxels (a broken model or setting), naming them.
+
+        Raises
+        ------
+        NonFiniteResultError
+            Naming the items and how many voxels are not finite.
+        """
+        bad = {i: int((~np.isfinite(v)).sum()) for i, v in enumerate(self.volumes) if not np.isfinite(v).all()}
+        if bad:
+            items = ", ".join(f"item {i} ({n} voxels)" for i, n in bad.items())
+            raise NonFiniteResultError(f"the sampled brains hold NaN or infinite values: {items}; nothing was written. "
+                                       "The model's weights or its decoder produce them")
+
     def output_paths(self, path: str | Path) -> list[Path]:
         """Where :meth:`save` writes each item (see :func:`output_paths`)."""
         return output_paths(path, len(self))
@@ -126,6 +140,7 @@ class SampleResult:
         sidecar = {k: v for k, v in first.items() if k not in per_item}
         sidecar["frames"] = [{k: self.sidecar(i)[k] for k in per_item} for i in range(len(self))]
         sidecar["dtype"] = dtype
+        self.check_finite()
         series = np.moveaxis(self.volumes, 0, -1)
         description = f"brainsynth {self.provenance.get('model', '')} {len(self)} frames"
         return save_nifti(series, self.affine, path, sidecar=sidecar, dtype=dtype, overwrite=overwrite,
@@ -161,6 +176,7 @@ class SampleResult:
             folder.mkdir()
         for target in targets:
             check_output_path(target, overwrite=overwrite)
+        self.check_finite()
         written = []
         for i, target in enumerate(targets):
             sidecar = {**self.sidecar(i), "dtype": dtype}

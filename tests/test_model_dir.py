@@ -140,3 +140,44 @@ def test_deterministic_safetensors_read_back_with_every_type():
     for name, tensor in tensors.items():
         assert loaded[name].dtype == tensor.dtype
         assert torch.equal(loaded[name], tensor)
+
+
+@pytest.mark.parametrize("damage", ["nan", "int32"])
+def test_weights_that_are_not_finite_floats_are_refused(model_dir, damage):
+    """Even when the file's hash matches model.json (saved that way), the weights are refused at load."""
+    from brainsynth.weights import hash_file, read_state_dict, safetensors_bytes
+
+    path = model_dir / "unet.safetensors"
+    weights = read_state_dict(path)
+    key = next(k for k in sorted(weights) if k.endswith("conv.weight"))
+    weights[key] = torch.full_like(weights[key], float("nan")) if damage == "nan" else weights[key].to(torch.int32)
+    path.write_bytes(safetensors_bytes(weights))
+    manifest = json.loads((model_dir / "model.json").read_text())
+    manifest["weights"]["unet"]["sha256"] = hash_file(path)
+    (model_dir / "model.json").write_text(json.dumps(manifest))
+    folder = model_dir
+    expected = r"NaN or infinite values" if damage == "nan" else r"not numbers of a floating-point type"
+    with pytest.raises(brainsynth.ModelLoadError, match=expected):
+        brainsynth.load_model(folder)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("scale_factor", float("nan"), r"scale_factor must be a positive number \(got nan\)"),
+    ("image_shape", [32, 32, 32], r"image_shape is \(32, 32, 32\) but the autoencoder decodes"),
+])
+def test_configurations_that_would_sample_garbage_are_refused(model_dir, field, value, message):
+    manifest = json.loads((model_dir / "model.json").read_text())
+    manifest["config"][field] = value
+    (model_dir / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(brainsynth.ModelLoadError, match=message):
+        brainsynth.load_model(model_dir)
+
+
+def test_a_brain_that_is_not_finite_is_never_written(model, tmp_path):
+    with torch.no_grad():
+        model.autoencoder.decoder.blocks[-1].conv.bias.fill_(float("nan"))
+    with pytest.warns(RuntimeWarning, match=r"voxels of the sampled brains are NaN or infinite"):
+        result = model.sample(seed=1, steps=2)
+    with pytest.raises(brainsynth.NonFiniteResultError, match=r"item 0 \(4096 voxels\); nothing was written"):
+        result.save(tmp_path / "brain.nii.gz")
+    assert list(tmp_path.iterdir()) == []

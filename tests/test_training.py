@@ -271,3 +271,35 @@ def test_cosine_learning_rate_falls_to_zero_and_a_run_can_be_annealed(cohort_dir
 
     with pytest.raises(brainsynth.InvalidParameterError, match=r"lr_schedule must be one of constant, cosine"):
         load_training_config(bad)
+
+
+def test_training_stops_at_the_first_loss_that_is_not_finite(cohort_dir, trained_autoencoder, tmp_path):
+    """A learning rate that blows the weights up: the run stops with a message, the last good checkpoint kept."""
+    from brainsynth.training.loop import TrainingDiverged
+
+    config = write_training_config(tmp_path / "c.json", diffusion={"steps": 12, "lr": 1e30, "checkpoint_every": 1})
+    run = tmp_path / "ldm"
+    with pytest.raises(TrainingDiverged, match=r"training stopped at step (\d+): loss is (nan|inf)") as raised:
+        train_diffusion(cohort_dir, trained_autoencoder, config, run, device="cpu", quiet=True)
+    stopped = int(raised.value.args[0].split("step ")[1].split(":")[0])
+    checkpoint = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["step"] == stopped - 1
+    assert all(torch.isfinite(v).all() for v in checkpoint["unet"].values() if v.is_floating_point())
+    assert not (run / "model.json").exists()
+    assert [e["event"] for e in read_log(run) if "event" in e][-1] == "diverged"
+
+
+def test_an_image_that_is_not_finite_is_refused(cohort_dir, tmp_path):
+    import shutil
+
+    import nibabel as nib
+
+    data = tmp_path / "data"
+    shutil.copytree(cohort_dir, data)
+    image_path = sorted(data.glob("sub-*/anat/*_T1w.nii.gz"))[1]
+    image = nib.load(image_path)
+    nib.save(nib.Nifti1Image(np.full(image.shape, np.nan, dtype=np.float32), image.affine), image_path)
+    from brainsynth.training.data import DataError
+
+    with pytest.raises(DataError, match=rf"{image_path.name} holds \d+ voxels that are not finite"):
+        train_autoencoder(data, "tiny", tmp_path / "ae", device="cpu", quiet=True)

@@ -166,6 +166,12 @@ class TrainingImages:
         items = [{"image": str(s.image)} for s in self.subjects]
         self._cache = CacheDataset(items, transform=image_transforms(settings), cache_rate=1.0, num_workers=0,
                                    progress=False)
+        for index, subject in enumerate(self.subjects):
+            image = torch.as_tensor(self._cache[index]["image"])
+            if not torch.isfinite(image).all():
+                bad = int((~torch.isfinite(image)).sum())
+                raise DataError(f"{subject.image} holds {bad} voxels that are not finite numbers (NaN or infinite, "
+                                "e.g. from a huge scl_slope) after loading; fix or leave out this image")
         self.covariates = torch.tensor([s.covariates for s in self.subjects], dtype=torch.float32)
 
     def __len__(self) -> int:

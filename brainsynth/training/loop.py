@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import shutil
 import signal
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 
 from brainsynth.atomic import atomic_write_json
 from brainsynth.errors import BrainsynthError, InvalidParameterError, OutputExistsError
-from brainsynth.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from brainsynth.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from brainsynth.training.distributed import Distributed, any_rank, barrier, gather_strings, weights_checksum
 from brainsynth.training.logs import RunLogger
 
@@ -29,6 +30,10 @@ class TrainingInterrupted(BrainsynthError):  # noqa: N818 - an event, like Keybo
     def __init__(self, step: int, folder: Path) -> None:
         super().__init__(f"interrupted at step {step}; checkpoint saved in {folder}; continue with --resume")
         self.step = step
+
+
+class TrainingDiverged(BrainsynthError):  # noqa: N818 - an event, like TrainingInterrupted
+    """The loss stopped being a finite number; the run stops with its last good checkpoint kept."""
 
 
 def step_generator(seed: int, step: int, rank: int | None = None) -> torch.Generator:
@@ -131,6 +136,21 @@ def _checkpoint(task: TrainingTask, folder: Path, step: int, config_hash: str, c
     barrier(context)
 
 
+def _stop_if_diverged(values: dict[str, float], step: int, folder: Path, logger: RunLogger,
+                      context: Distributed) -> None:
+    """Stop at the first loss that is not a finite number, before it reaches a checkpoint."""
+    bad = sorted(name for name, value in values.items() if not math.isfinite(float(value)))
+    if not any_rank(bool(bad), context):
+        return
+    logger.event("diverged", step=step, losses={k: float(v) for k, v in values.items()})
+    what = ", ".join(f"{k} is {float(values[k])}" for k in bad) or "another process's loss is not finite"
+    checkpoint = folder / CHECKPOINT_NAME
+    kept = f"its last checkpoint, {checkpoint}, is from before and is kept" if checkpoint.is_file() else \
+        "no checkpoint had been written yet"
+    raise TrainingDiverged(f"training stopped at step {step}: {what}; {kept}. Lower the learning rate, or check the "
+                           "data for extreme values")
+
+
 def run_training(task: TrainingTask, *, output: Path, total_steps: int, checkpoint_every: int, log_every: int,
                  image_every: int, config_hash: str, context: Distributed, resume: bool = False,
                  quiet: bool = False) -> Path:
@@ -168,6 +188,7 @@ def run_training(task: TrainingTask, *, output: Path, total_steps: int, checkpoi
                                  message=f"checkpoint saved at step {step}")
                     raise TrainingInterrupted(step, folder)
                 values = task.train_step(step)
+                _stop_if_diverged(values, step + 1, folder, logger, context)
                 step += 1
                 if step % log_every == 0 or step == total_steps:
                     logger.metrics(step, values)
