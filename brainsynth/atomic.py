@@ -92,6 +92,9 @@ def _write_temporary(path: Path, data: bytes) -> str:
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temp_name, _final_mode(path, 0o666))
+    except OSError as exc:
+        Path(temp_name).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # name the file the user asked for
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise

@@ -18,9 +18,10 @@ import torch
 
 from brainsynth._version import __version__
 from brainsynth.atomic import staged_directory
-from brainsynth.errors import InvalidParameterError, OutputExistsError
+from brainsynth.errors import InvalidParameterError
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.model_dir import default_model_card
+from brainsynth.replace import check_replaceable
 
 BRAINSYNTH_CONFIG = Path("configs") / "brainsynth.json"
 #: Prefixes that make MONAI's ConfigParser evaluate (``$``), look up (``@``) or include (``%``) a string.
@@ -142,11 +143,8 @@ def export_bundle(model: LatentDiffusionModel, output: str | Path, *, overwrite:
     Path
         The bundle folder, which :func:`brainsynth.load_model` and MONAI's ``ConfigParser`` both read.
     """
-    output = Path(output).expanduser()
-    if not output.parent.is_dir():
-        raise InvalidParameterError(f"output folder {str(output.parent)!r} does not exist; create it first")
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
+    output = check_replaceable(output, "bundle", overwrite=overwrite,
+                               inputs={"the model's own folder": model.source or None})
     inference, metadata = _inference_config(model), _metadata(model)
     refuse_parsed_strings(inference, own=_OWN_EXPRESSIONS)
     refuse_parsed_strings(metadata)

@@ -6,16 +6,18 @@ file and that file's SHA-256, which is checked on every load.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from brainsynth.atomic import atomic_write_bytes, atomic_write_json, staged_directory
+from brainsynth.atomic import atomic_write_files, json_bytes, staged_directory
 from brainsynth.config import ModelConfig
-from brainsynth.errors import ModelLoadError, OutputExistsError
+from brainsynth.errors import ModelLoadError
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.networks import build_autoencoder, build_unet, load_weights
-from brainsynth.weights import hash_file, read_state_dict, safetensors_bytes, verify_hash
+from brainsynth.replace import check_replaceable
+from brainsynth.weights import read_state_dict, safetensors_bytes, verify_hash
 
 MANIFEST = "model.json"
 FORMAT = "brainsynth.model"
@@ -102,16 +104,16 @@ def default_model_card(model: LatentDiffusionModel) -> str:
 
 def write_model_files(model: LatentDiffusionModel, directory: Path, *, card: str | None = None) -> Path:
     """Write ``model.json``, the safetensors weights and the model card into an existing folder."""
-    weights = {}
+    weights, files = {}, []
     for name in NETWORKS:
-        network = getattr(model, name)
-        file = f"{name}.safetensors"
-        atomic_write_bytes(directory / file, safetensors_bytes(network.state_dict(), {"format": "pt", "network": name}))
-        weights[name] = {"file": file, "sha256": hash_file(directory / file)}
-    (directory / "README.md").write_text(card if card is not None else default_model_card(model))
+        data = safetensors_bytes(getattr(model, name).state_dict(), {"format": "pt", "network": name})
+        weights[name] = {"file": f"{name}.safetensors", "sha256": hashlib.sha256(data).hexdigest()}
+        files.append((directory / weights[name]["file"], data))
+    files.append((directory / "README.md", (card if card is not None else default_model_card(model)).encode()))
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
                 "weights": weights}
-    atomic_write_json(directory / MANIFEST, manifest)  # last: a folder with model.json is complete
+    files.append((directory / MANIFEST, json_bytes(manifest)))  # last: a folder with model.json is complete
+    atomic_write_files(files)  # all written in full before any replaces a file of the run (a resumed run's too)
     return directory
 
 
@@ -143,11 +145,8 @@ def save_model_dir(
     Path
         The model directory.
     """
-    directory = Path(directory).expanduser()
-    if directory.exists() and not overwrite:
-        raise OutputExistsError(f"{directory} exists; pass overwrite=True (--overwrite) to replace it")
-    if not directory.parent.is_dir():
-        raise ModelLoadError(f"folder {directory.parent} does not exist; create it first")
+    directory = check_replaceable(directory, "model folder", overwrite=overwrite,
+                                  inputs={"the model's own folder": model.source or None})
     with staged_directory(directory, overwrite=True) as staging:
         write_model_files(model, staging, card=card)
     return directory

@@ -120,3 +120,52 @@ def test_clashing_outputs_are_refused_before_any_compute(model_dir, tmp_path, ca
         expected = "notes.txt' is a file"
     assert main(["sample", "--model", str(model_dir), "--batch-size", "2", "--output", str(output)]) == 1
     assert expected in capsys.readouterr().err
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A real read-only filesystem (root ignores folder permissions, not a read-only mount)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True,
+                          check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("command", ["sample", "generate", "cohort"])
+def test_a_read_only_folder_is_refused_before_any_compute(model_dir, read_only_folder, capsys, command):
+    from brainsynth.cli import main
+
+    arguments = {
+        "sample": ["sample", "--model", str(model_dir), "--output", str(read_only_folder / "brain.nii.gz")],
+        "generate": ["generate", "--model", str(model_dir), "--n", "2", "--output", str(read_only_folder / "set")],
+        "cohort": ["cohort", "--n", "2", "--spacing", "8", "--output", str(read_only_folder / "cohort")],
+    }[command]
+    assert main([*arguments, "--quiet"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "is not writable" in error
+    assert len(error.splitlines()) == 1
+
+
+def test_a_full_disk_is_one_line_from_the_command_line(model_dir, tmp_path, capsys):
+    from brainsynth.cli import main
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True,
+                          check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        (mount / "filler").write_bytes(b"\0" * 60_000)
+        assert main(["sample", "--model", str(model_dir), "--steps", "2", "--quiet", "--output",
+                     str(mount / "brain.nii")]) == 1
+        error = capsys.readouterr().err.strip()
+        assert f"cannot write or read {mount / 'brain.nii'}: No space left on device; no file was left" in error
+        assert len(error.splitlines()) == 1
+        assert sorted(p.name for p in mount.iterdir()) == ["filler"]
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)

@@ -73,6 +73,17 @@ def test_cohort_bad_input(tmp_path):
         generate_cohort(1, tmp_path / "missing" / "x")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("keep")
-    with pytest.raises(brainsynth.OutputExistsError, match=r"exists and is not empty"):
+    with pytest.raises(brainsynth.OutputExistsError, match=r"exists; pass overwrite=True"):
         generate_cohort(1, tmp_path / "full", spacing=8.0)
     assert (tmp_path / "full" / "keep.txt").read_text() == "keep"
+
+
+def test_overwrite_replaces_only_a_cohort(tmp_path):
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "holiday.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"is not a cohort that brainsynth made"):
+        generate_cohort(2, other, spacing=8.0, overwrite=True)
+    assert (other / "holiday.jpg").read_bytes() == b"\xff\xd8"
+    cohort = generate_cohort(2, tmp_path / "cohort", spacing=8.0, seed=1)
+    assert generate_cohort(2, cohort, spacing=8.0, seed=2, overwrite=True) == cohort

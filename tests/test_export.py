@@ -71,3 +71,18 @@ def test_export_refuses_texts_that_monai_would_evaluate(model, tmp_path):
     with pytest.raises(brainsynth.InvalidParameterError, match=r"description is .* would evaluate or resolve"):
         export_bundle(model, tmp_path / "bundle")
     assert not (tmp_path / "bundle").exists()
+
+
+def test_export_never_replaces_its_own_model_or_what_is_not_a_bundle(model_dir, tmp_path):
+    from brainsynth.cli import main
+
+    model_json = (model_dir / "model.json").read_text()
+    assert main(["export", "--model", str(model_dir), "--format", "monai-bundle", "--output", str(model_dir),
+                 "--overwrite"]) == 1
+    assert (model_dir / "model.json").read_text() == model_json
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("keep")
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"is not a bundle that brainsynth made"):
+        export_bundle(brainsynth.load_model(model_dir), other, overwrite=True)
+    assert (other / "keep.txt").read_text() == "keep"

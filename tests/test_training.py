@@ -303,3 +303,53 @@ def test_an_image_that_is_not_finite_is_refused(cohort_dir, tmp_path):
 
     with pytest.raises(DataError, match=rf"{image_path.name} holds \d+ voxels that are not finite"):
         train_autoencoder(data, "tiny", tmp_path / "ae", device="cpu", quiet=True)
+
+
+def test_overwrite_never_deletes_an_input_or_what_is_not_a_run(cohort_dir, trained_autoencoder, tmp_path):
+    """--overwrite replaces a training run that brainsynth made, and nothing else."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(cohort_dir, data)
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"is, holds or lies inside --data"):
+        train_autoencoder(data, "tiny", data, overwrite=True, device="cpu", quiet=True)
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"is, holds or lies inside --data"):
+        train_autoencoder(data, "tiny", data / "runs", overwrite=True, device="cpu", quiet=True)
+    assert (data / "participants.tsv").is_file()
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"is, holds or lies inside --autoencoder"):
+        train_diffusion(data, trained_autoencoder, "tiny", trained_autoencoder, overwrite=True, device="cpu",
+                        quiet=True)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "thesis.tex").write_text("years of work")
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"is not a training run that brainsynth made"):
+        train_autoencoder(data, "tiny", notes, overwrite=True, device="cpu", quiet=True)
+    assert (notes / "thesis.tex").read_text() == "years of work"
+
+
+def test_a_mistyped_autoencoder_keeps_the_old_run(cohort_dir, trained_autoencoder, tmp_path):
+    run = tmp_path / "ldm"
+    config = write_training_config(tmp_path / "c.json", diffusion={"steps": 2})
+    train_diffusion(cohort_dir, trained_autoencoder, config, run, device="cpu", quiet=True)
+    before = sorted(p.name for p in run.iterdir())
+    with pytest.raises(brainsynth.ModelLoadError, match=r"holds no trained autoencoder"):
+        train_diffusion(cohort_dir, tmp_path / "typo", config, run, overwrite=True, device="cpu", quiet=True)
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_resume_refusals_leave_the_run_record_as_it_was(cohort_dir, trained_autoencoder, tmp_path):
+    """Another config, or another autoencoder: refused before run.json is touched."""
+    run = tmp_path / "ldm"
+    config = write_training_config(tmp_path / "c.json", diffusion={"steps": 2})
+    train_diffusion(cohort_dir, trained_autoencoder, config, run, device="cpu", quiet=True)
+    record = (run / "run.json").read_text()
+    other = write_training_config(tmp_path / "other.json", diffusion={"steps": 2, "lr": 0.01})
+    with pytest.raises(CheckpointError, match=r"was made with another configuration"):
+        train_diffusion(cohort_dir, trained_autoencoder, other, run, resume=True, device="cpu", quiet=True)
+    assert (run / "run.json").read_text() == record
+    second = tmp_path / "ae2"
+    train_autoencoder(cohort_dir, write_training_config(tmp_path / "a.json", autoencoder={"steps": 2, "seed": 5}),
+                      second, device="cpu", quiet=True)
+    with pytest.raises(CheckpointError, match=r"trained on the latents of another autoencoder"):
+        train_diffusion(cohort_dir, second, config, run, resume=True, steps=4, device="cpu", quiet=True)
+    assert (run / "run.json").read_text() == record

@@ -23,8 +23,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"brainsynth {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"brainsynth {args.command}: cancelled; nothing was written", file=sys.stderr)
+        print(f"brainsynth {args.command}: cancelled; no file was left half-written", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a read-only folder, a file that vanished: one line, not a traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"brainsynth {args.command}: error: cannot write or read{where}: {exc.strerror or exc}; "
+              "no file was left half-written", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,8 +20,9 @@ import numpy as np
 
 from brainsynth._version import __version__
 from brainsynth.atomic import staged_directory
-from brainsynth.errors import InvalidParameterError, OutputExistsError
+from brainsynth.errors import InvalidParameterError
 from brainsynth.nifti import nifti_bytes
+from brainsynth.replace import check_replaceable
 from brainsynth.synthetic.anatomy import cohort_grid, draw_subject, synthesize_subject
 
 PARTICIPANT_COLUMNS = ("participant_id", "sex", "age", "ventricular_volume_ml", "brain_volume_ml")
@@ -49,10 +50,7 @@ def _check_request(n: int, spacing: float, seed: int, output: Path, overwrite: b
         raise InvalidParameterError(f"spacing must be between 0.5 and 8 mm (got {spacing!r})")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InvalidParameterError(f"seed must be a non-negative integer (got {seed!r})")
-    if not output.parent.is_dir():
-        raise InvalidParameterError(f"output folder {str(output.parent)!r} does not exist; create it first")
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{output} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+    check_replaceable(output, "cohort", overwrite=overwrite)
 
 
 def generate_cohort(

@@ -13,9 +13,10 @@ import numpy as np
 
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.training.autoencoder import AutoencoderTask
+from brainsynth.training.checkpoint import check_resumable
 from brainsynth.training.config import TrainingConfig, load_training_config
 from brainsynth.training.data import TrainingImages
-from brainsynth.training.diffusion import DiffusionTask
+from brainsynth.training.diffusion import DiffusionTask, check_autoencoder_folder
 from brainsynth.training.distributed import init_distributed, shutdown
 from brainsynth.training.loop import TrainingInterrupted, check_output, prepare_output, run_training
 
@@ -33,13 +34,19 @@ def _train(task_name: str, data: str | Path, config: str | Path | TrainingConfig
     np.random.seed(seed)
     context = init_distributed(device)
     try:
-        folder = check_output(output, resume=resume, overwrite=overwrite)
+        folder = check_output(output, resume=resume, overwrite=overwrite,
+                              inputs={"--data": data, "--autoencoder": autoencoder, "--init-from": init_from})
         images = TrainingImages(data, settings.data)  # checks the data before touching the output
         section, config_hash = settings.section(task_name), settings.section_hash(task_name)
         start_model = None
         if init_from is not None:
             start_model = _load_init_from(init_from)
             section = {**section, "init_from": str(init_from)}
+        if autoencoder is not None:  # every check before the output is touched: the autoencoder too
+            section = {**section, "autoencoder_weights": check_autoencoder_folder(autoencoder, settings)}
+        if resume:
+            check_resumable(folder / "checkpoints", task=task_name, config_hash=config_hash,
+                            autoencoder=section.get("autoencoder_weights"), run_record=folder / "run.json")
         prepare_output(folder, section=section, config_hash=config_hash, task=task_name, overwrite=overwrite,
                        context=context)
         if task_name == "autoencoder":

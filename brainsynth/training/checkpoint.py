@@ -8,6 +8,7 @@ run continues exactly where the checkpoint was taken.
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import random
 from pathlib import Path
@@ -59,8 +60,37 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
     return target
 
 
-def load_checkpoint(folder: str | Path, *, task: str, config_hash: str) -> dict[str, Any]:
+def check_resumable(folder: str | Path, *, task: str, config_hash: str, autoencoder: str | None = None,
+                    run_record: str | Path | None = None) -> None:
+    """Check, before anything is written, that the run in ``folder`` may be continued as asked.
+
+    The checkpoint must be of ``task`` and the same configuration, and a diffusion run must continue
+    on the autoencoder it started with (``autoencoder``: that autoencoder's weights' SHA-256, compared
+    with the one ``run_record`` recorded).
+
+    Raises
+    ------
+    CheckpointError
+        Naming what differs.
+    """
+    load_checkpoint(folder, task=task, config_hash=config_hash, peek=True)
+    if autoencoder is None or run_record is None or not Path(run_record).is_file():
+        return
+    try:
+        recorded = json.loads(Path(run_record).read_text()).get("autoencoder_weights")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded is not None and recorded != autoencoder:
+        raise CheckpointError(
+            f"cannot resume: the run was trained on the latents of another autoencoder (its weights' sha256 "
+            f"{str(recorded)[:12]}..., this --autoencoder's {autoencoder[:12]}...); give the autoencoder it started "
+            "with, or start afresh with --overwrite")
+
+
+def load_checkpoint(folder: str | Path, *, task: str, config_hash: str, peek: bool = False) -> dict[str, Any]:
     """Read the last checkpoint of ``task`` and check that it was made with the same configuration.
+
+    ``peek`` maps the file instead of reading it (for checks that do not use the tensors).
 
     Raises
     ------
@@ -71,7 +101,7 @@ def load_checkpoint(folder: str | Path, *, task: str, config_hash: str) -> dict[
     if not path.is_file():
         raise CheckpointError(f"cannot resume: {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=peek)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
         raise CheckpointError(f"cannot resume: {path} is not a readable checkpoint: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -38,6 +38,21 @@ LATENT_CACHE = "latents.pt"
 NULL_CONDITION = -1.0
 
 
+def check_autoencoder_folder(folder: str | Path, config: TrainingConfig) -> str:
+    """Check a trained autoencoder for a diffusion run before any work; return its weights' SHA-256.
+
+    Raises
+    ------
+    ModelLoadError
+        If the folder holds no finished autoencoder run (or its weights are damaged).
+    InvalidParameterError
+        If its grid or covariates differ from the diffusion configuration's.
+    """
+    _, manifest = load_trained_autoencoder(folder)
+    _check_autoencoder(manifest, config, Path(folder).expanduser())
+    return str(manifest["weights"]["sha256"])
+
+
 def _check_autoencoder(manifest: dict[str, Any], config: TrainingConfig, folder: Path) -> None:
     data = manifest["data"]
     problems = []

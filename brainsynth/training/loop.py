@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import torch
 
 from brainsynth.atomic import atomic_write_json
 from brainsynth.errors import BrainsynthError, InvalidParameterError, OutputExistsError
+from brainsynth.replace import check_not_an_input, check_replaceable
 from brainsynth.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from brainsynth.training.distributed import Distributed, any_rank, barrier, gather_strings, weights_checksum
 from brainsynth.training.logs import RunLogger
@@ -71,19 +73,25 @@ class TrainingTask:
         raise NotImplementedError
 
 
-def check_output(output: str | Path, *, resume: bool, overwrite: bool) -> Path:
+def check_output(output: str | Path, *, resume: bool, overwrite: bool,
+                 inputs: Mapping[str, str | Path | None] | None = None) -> Path:
     """Check a run folder before any work: an existing run is only continued (resume) or replaced (overwrite).
+
+    ``overwrite`` replaces only a training run (a folder with ``run.json``), and never a folder that
+    is, holds or lies inside one of ``inputs`` (the data, the autoencoder, ...).
 
     Raises
     ------
     InvalidParameterError
-        If the parent folder is missing, or ``resume`` finds nothing to resume.
+        If the parent folder is missing, ``resume`` finds nothing to resume, the folder is an input,
+        or ``overwrite`` would replace something that is not a training run.
     OutputExistsError
         If the folder holds files and neither ``resume`` nor ``overwrite`` is given.
     """
     output = Path(output).expanduser()
     if resume and overwrite:
         raise InvalidParameterError("give either --resume or --overwrite, not both")
+    check_not_an_input(output, inputs or {})
     if not output.parent.is_dir():
         raise InvalidParameterError(f"output folder {str(output.parent)!r} does not exist; create it first")
     if resume and not (output / "checkpoints").is_dir():
@@ -92,6 +100,8 @@ def check_output(output: str | Path, *, resume: bool, overwrite: bool) -> Path:
         raise OutputExistsError(
             f"{output} already holds files (another run?); pass --resume to continue it or --overwrite to start afresh"
         )
+    if overwrite:
+        check_replaceable(output, "training run", overwrite=True)
     return output
 
 
