@@ -353,3 +353,23 @@ def test_resume_refusals_leave_the_run_record_as_it_was(cohort_dir, trained_auto
     with pytest.raises(CheckpointError, match=r"trained on the latents of another autoencoder"):
         train_diffusion(cohort_dir, second, config, run, resume=True, steps=4, device="cpu", quiet=True)
     assert (run / "run.json").read_text() == record
+
+
+def test_a_replacement_that_fails_keeps_the_old_run(cohort_dir, trained_autoencoder, tmp_path):
+    """--overwrite builds the new run while the old one waits beside it; a failure puts the old one back."""
+    from brainsynth.training.loop import TrainingDiverged
+
+    run = tmp_path / "ldm"
+    train_diffusion(cohort_dir, trained_autoencoder, write_training_config(tmp_path / "c.json",
+                    diffusion={"steps": 2}), run, device="cpu", quiet=True)
+    model_json = (run / "model.json").read_text()
+    diverging = write_training_config(tmp_path / "d.json", diffusion={"steps": 6, "lr": 1e30})
+    with pytest.raises(TrainingDiverged):
+        train_diffusion(cohort_dir, trained_autoencoder, diverging, run, overwrite=True, device="cpu", quiet=True)
+    assert (run / "model.json").read_text() == model_json
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    replaced = train_diffusion(cohort_dir, trained_autoencoder, write_training_config(tmp_path / "e.json",
+                               diffusion={"steps": 3}), run, overwrite=True, device="cpu", quiet=True)
+    assert json.loads((run / "run.json").read_text())["diffusion"]["steps"] == 3
+    assert replaced.is_relative_to(run)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

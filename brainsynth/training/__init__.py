@@ -18,7 +18,7 @@ from brainsynth.training.config import TrainingConfig, load_training_config
 from brainsynth.training.data import TrainingImages
 from brainsynth.training.diffusion import DiffusionTask, check_autoencoder_folder
 from brainsynth.training.distributed import init_distributed, shutdown
-from brainsynth.training.loop import TrainingInterrupted, check_output, prepare_output, run_training
+from brainsynth.training.loop import TrainingInterrupted, check_output, prepare_output, replacing_run, run_training
 
 __all__ = ["TrainingConfig", "TrainingInterrupted", "load_training_config", "train_autoencoder", "train_diffusion"]
 
@@ -47,17 +47,18 @@ def _train(task_name: str, data: str | Path, config: str | Path | TrainingConfig
         if resume:
             check_resumable(folder / "checkpoints", task=task_name, config_hash=config_hash,
                             autoencoder=section.get("autoencoder_weights"), run_record=folder / "run.json")
-        prepare_output(folder, section=section, config_hash=config_hash, task=task_name, overwrite=overwrite,
-                       context=context)
-        if task_name == "autoencoder":
-            task = AutoencoderTask(settings, images, context, folder)
-        else:
-            task = DiffusionTask(settings, images, autoencoder, context, folder, init_from=start_model)
-        section_settings = getattr(settings, task_name)
-        return run_training(task, output=folder, total_steps=section_settings.steps,
-                            checkpoint_every=section_settings.checkpoint_every, log_every=section_settings.log_every,
-                            image_every=section_settings.image_every, config_hash=config_hash, context=context,
-                            resume=resume, quiet=quiet)
+        aside = prepare_output(folder, section=section, config_hash=config_hash, task=task_name,
+                               overwrite=overwrite, context=context)
+        with replacing_run(folder, aside, context):  # a failed replacement keeps the old run
+            if task_name == "autoencoder":
+                task = AutoencoderTask(settings, images, context, folder)
+            else:
+                task = DiffusionTask(settings, images, autoencoder, context, folder, init_from=start_model)
+            section_settings = getattr(settings, task_name)
+            return run_training(task, output=folder, total_steps=section_settings.steps,
+                                checkpoint_every=section_settings.checkpoint_every,
+                                log_every=section_settings.log_every, image_every=section_settings.image_every,
+                                config_hash=config_hash, context=context, resume=resume, quiet=quiet)
     finally:
         shutdown(context)
 

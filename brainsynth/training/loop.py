@@ -12,7 +12,8 @@ import json
 import math
 import shutil
 import signal
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,16 +107,45 @@ def check_output(output: str | Path, *, resume: bool, overwrite: bool,
 
 
 def prepare_output(output: Path, *, section: dict[str, Any], config_hash: str, task: str, overwrite: bool,
-                   context: Distributed) -> Path:
-    """Create the run folder checked by :func:`check_output` (emptying it first with ``overwrite``)."""
+                   context: Distributed) -> Path | None:
+    """Create the run folder checked by :func:`check_output`.
+
+    With ``overwrite`` the old run is moved aside to a hidden folder beside it (returned), to be
+    deleted when the new run finishes or put back if it fails (:func:`replacing_run`).
+    """
     barrier(context)
+    aside = None
     if context.is_main:
-        if overwrite and output.exists():
-            shutil.rmtree(output)
+        if overwrite and output.exists() and any(output.iterdir()):
+            aside = Path(tempfile.mkdtemp(prefix=f".{output.name}.replaced-", dir=output.parent))
+            output.rename(aside / output.name)
         output.mkdir(exist_ok=True)
         atomic_write_json(output / "run.json", {"task": task, "config_hash": config_hash, **section})
     barrier(context)
-    return output
+    return aside
+
+
+@contextlib.contextmanager
+def replacing_run(output: Path, aside: Path | None, context: Distributed) -> Iterator[None]:
+    """Delete the old run moved ``aside`` once the new one finished; put it back if the new one fails.
+
+    An interrupted new run (SIGINT, SIGTERM) has saved a checkpoint to resume from, so it counts as
+    the run that replaced the old one.
+    """
+    try:
+        yield
+    except TrainingInterrupted:
+        if context.is_main and aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+        raise
+    except BaseException:
+        if context.is_main and aside is not None:
+            shutil.rmtree(output, ignore_errors=True)
+            (aside / output.name).rename(output)
+            shutil.rmtree(aside, ignore_errors=True)
+        raise
+    if context.is_main and aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 class _StopSignal:
