@@ -170,21 +170,27 @@ class SampleResult:
         """
         targets = self.output_paths(path)
         folder = targets[0].parent
-        if not is_nifti_path(path) and not folder.exists():
+        self.check_finite()
+        created = not is_nifti_path(path) and not folder.exists()
+        if created:
             if not folder.parent.is_dir():
                 raise InvalidParameterError(f"output folder {str(folder.parent)!r} does not exist; create it first")
             folder.mkdir()
-        for target in targets:
-            check_output_path(target, overwrite=overwrite)
-        self.check_finite()
         written = []
-        for i, target in enumerate(targets):
-            sidecar = {**self.sidecar(i), "dtype": dtype}
-            description = f"brainsynth {self.provenance.get('model', '')} seed {self.seeds[i]}"
-            written.append(
-                save_nifti(self.volumes[i], self.affine, target, sidecar=sidecar, dtype=dtype,
-                           overwrite=overwrite, description=description)
-            )
+        try:
+            for target in targets:
+                check_output_path(target, overwrite=overwrite)
+            for i, target in enumerate(targets):
+                sidecar = {**self.sidecar(i), "dtype": dtype}
+                description = f"brainsynth {self.provenance.get('model', '')} seed {self.seeds[i]}"
+                written.append(
+                    save_nifti(self.volumes[i], self.affine, target, sidecar=sidecar, dtype=dtype,
+                               overwrite=overwrite, description=description)
+                )
+        except BaseException:
+            if created and not written:  # a folder made for this save, left empty by its failure
+                folder.rmdir()
+            raise
         return written
 
 

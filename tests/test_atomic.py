@@ -169,3 +169,15 @@ def test_a_full_disk_is_one_line_from_the_command_line(model_dir, tmp_path, caps
         assert sorted(p.name for p in mount.iterdir()) == ["filler"]
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_failed_save_into_a_new_folder_leaves_no_empty_folder(model, tmp_path, monkeypatch):
+    result = model.sample(seed=1, steps=2, batch_size=2)
+
+    def full_disk(source, destination):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        result.save(tmp_path / "brains")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
