@@ -68,22 +68,38 @@ def test_brain_and_sidecar_appear_together_or_not_at_all(model, tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_a_full_disk_leaves_nothing(model, tmp_path):
-    """A real filesystem that fills up while the brain is written (a 64 KiB tmpfs)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True,
+def _tmpfs(folder, options):
+    """Mount a real small tmpfs at ``folder`` (root only); skip the test where that is not possible."""
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
                           check=False)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        result = model.sample(seed=1, steps=2)
-        (mount / "filler").write_bytes(b"\0" * 60_000)
-        with pytest.raises(OSError, match="No space left on device"):
-            result.save(mount / "brain.nii")  # 16^3 float32 is 16 KiB plus header: it does not fit
-        assert sorted(p.name for p in mount.iterdir()) == ["filler"]
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
+        pytest.skip(f"cannot mount a tmpfs ({options}) here: {done.stderr.decode().strip()}")
+    return folder
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real 64 KiB filesystem, nearly full: a tiny brain (16 KiB of float32 plus header) does not fit."""
+    mount = _tmpfs(tmp_path / "small", "size=64k")
+    (mount / "filler").write_bytes(b"\0" * 60_000)
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A real read-only filesystem (root ignores folder permissions, not a read-only mount)."""
+    mount = _tmpfs(tmp_path / "read-only", "ro,size=64k")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_full_disk_leaves_nothing(model, full_disk):
+    result = model.sample(seed=1, steps=2)
+    with pytest.raises(OSError, match="No space left on device"):
+        result.save(full_disk / "brain.nii")
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
 
 
 @pytest.mark.parametrize("in_the_way", ["brain.nii.gz", "brain.json"])
@@ -122,19 +138,6 @@ def test_clashing_outputs_are_refused_before_any_compute(model_dir, tmp_path, ca
     assert expected in capsys.readouterr().err
 
 
-@pytest.fixture
-def read_only_folder(tmp_path):
-    """A real read-only filesystem (root ignores folder permissions, not a read-only mount)."""
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True,
-                          check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=False)
-
-
 @pytest.mark.parametrize("command", ["sample", "generate", "cohort"])
 def test_a_read_only_folder_is_refused_before_any_compute(model_dir, read_only_folder, capsys, command):
     from brainsynth.cli import main
@@ -150,25 +153,15 @@ def test_a_read_only_folder_is_refused_before_any_compute(model_dir, read_only_f
     assert len(error.splitlines()) == 1
 
 
-def test_a_full_disk_is_one_line_from_the_command_line(model_dir, tmp_path, capsys):
+def test_a_full_disk_is_one_line_from_the_command_line(model_dir, full_disk, capsys):
     from brainsynth.cli import main
 
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True,
-                          check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        (mount / "filler").write_bytes(b"\0" * 60_000)
-        assert main(["sample", "--model", str(model_dir), "--steps", "2", "--quiet", "--output",
-                     str(mount / "brain.nii")]) == 1
-        error = capsys.readouterr().err.strip()
-        assert f"cannot write or read {mount / 'brain.nii'}: No space left on device; no file was left" in error
-        assert len(error.splitlines()) == 1
-        assert sorted(p.name for p in mount.iterdir()) == ["filler"]
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
+    assert main(["sample", "--model", str(model_dir), "--steps", "2", "--quiet", "--output",
+                 str(full_disk / "brain.nii")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert f"cannot write or read {full_disk / 'brain.nii'}: No space left on device; no file was left" in error
+    assert len(error.splitlines()) == 1
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
 
 
 def test_a_failed_save_into_a_new_folder_leaves_no_empty_folder(model, tmp_path, monkeypatch):
