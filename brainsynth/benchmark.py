@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -71,16 +70,28 @@ def _reset_peak(device: torch.device) -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
+#: Linux's report of this process (its peak resident memory, VmHWM).
+PROC_STATUS = Path("/proc/self/status")
+
+
 def _peak(device: torch.device) -> tuple[float, str]:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "CUDA max allocated"
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in PROC_STATUS.read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return float(line.split()[1]) / 1024.0, "peak RSS while sampling"
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "peak RSS"
+    try:
+        import resource  # Unix only
+    except ImportError:
+        import psutil  # Windows: the peak working set
+
+        info = psutil.Process().memory_info()
+        return getattr(info, "peak_wset", info.rss) / 2**20, "peak working set"
+    scale = 2**20 if sys.platform == "darwin" else 1024.0  # ru_maxrss is bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale, "peak RSS"
 
 
 def run_side(spec: dict[str, Any]) -> dict[str, Any]:

@@ -405,14 +405,27 @@ class LatentDiffusionModel:
         ----------
         latents : torch.Tensor
             Shape (B, C, X', Y', Z'), as produced by the denoising loop (scaled by ``scale_factor``).
-        precision : {"float32", "bfloat16", "float16"}
-            Autocast precision of the decoder.
+        precision : {"float32", "bfloat16", "float16", "auto"}
+            Autocast precision of the decoder (``auto`` as in :meth:`sample`).
 
         Returns
         -------
         numpy.ndarray
             float32, shape (B, X, Y, Z).
+
+        Raises
+        ------
+        InvalidParameterError
+            For another precision, or latents of another shape than the model's.
         """
+        if precision not in SAMPLING_PRECISIONS:
+            raise InvalidParameterError(f"precision must be one of {SAMPLING_PRECISIONS_TEXT} (got {precision!r})")
+        if not isinstance(latents, torch.Tensor) or latents.ndim != 5 or \
+                tuple(latents.shape[1:]) != tuple(self.config.latent_shape):
+            got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+            wanted = ", ".join(map(str, self.config.latent_shape))
+            raise InvalidParameterError(f"latents must be a tensor of shape (B, {wanted}) (got {got})")
+        precision = resolve_precision(precision, latents.device)
         mode, slab_bytes = choose_decoding(self.autoencoder, tuple(latents.shape[1:]), latents.device, self.decoding)
         decode = SplitDecoder(self.autoencoder, slab_bytes) if mode == "split" else self.autoencoder.decode
         self.last_decoding = mode

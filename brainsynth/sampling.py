@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from monai.networks.schedulers import Scheduler
 
-from brainsynth.errors import SamplingCancelled
+from brainsynth.errors import InvalidParameterError, SamplingCancelled
 from brainsynth.solvers import DDIM
 
 
@@ -178,7 +178,8 @@ def denoise(
     """
     guided = guidance != 1.0
     if guided and null_condition is None:
-        raise ValueError("guidance other than 1 needs the model's null_condition")
+        raise InvalidParameterError(f"guidance must be 1 without a null_condition (a model trained without "
+                                    f"conditioning dropout) (got {guidance!r})")
     if guided:  # conditional and unconditional halves of one batch
         covariates = torch.cat((covariates, torch.full_like(covariates, float(null_condition))))
     concat, context = conditioning_inputs(covariates, x_T.shape[1:], conditioning)

@@ -242,6 +242,10 @@ def largest_activation_bytes(autoencoder: torch.nn.Module, latent_shape: tuple[i
     return largest
 
 
+#: Linux's memory report (absent on macOS and Windows).
+MEMINFO = Path("/proc/meminfo")
+
+
 def available_memory(device: torch.device) -> int:
     """Bytes free for new tensors on ``device``.
 
@@ -260,13 +264,26 @@ def available_memory(device: torch.device) -> int:
 
 
 def _meminfo_available() -> int:
+    """Available memory without psutil: Linux's MemAvailable, else the free pages, else half of all memory.
+
+    Windows has no ``os.sysconf`` and macOS no ``SC_AVPHYS_PAGES``; where nothing is known the answer
+    is 0, and ``auto`` decoding then decodes in slabs, which always fits.
+    """
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
+        for line in MEMINFO.read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    sysconf = getattr(os, "sysconf", None)
+    names = getattr(os, "sysconf_names", {})
+    if sysconf is None or "SC_PAGE_SIZE" not in names:
+        return 0
+    if "SC_AVPHYS_PAGES" in names:
+        return int(sysconf("SC_AVPHYS_PAGES") * sysconf("SC_PAGE_SIZE"))
+    if "SC_PHYS_PAGES" in names:
+        return int(sysconf("SC_PHYS_PAGES") * sysconf("SC_PAGE_SIZE")) // 2
+    return 0
 
 
 def choose_decoding(autoencoder: torch.nn.Module, latent_shape: tuple[int, ...], device: torch.device,

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from brainsynth.benchmark import benchmark, format_report
 
 
@@ -71,3 +73,35 @@ def test_compile_mode_is_named_in_the_method_and_checked_by_the_command():
                              capture_output=True, text=True, timeout=120)
     assert process.returncode == 2
     assert "--compile: invalid choice: 'fastest'" in process.stderr
+
+
+@pytest.mark.parametrize("platform", ["macos", "windows"])
+def test_peak_memory_is_read_on_other_platforms(monkeypatch, platform):
+    """No /proc there; Windows has no resource module either (psutil's peak working set instead)."""
+    import builtins
+    import resource
+    from pathlib import Path
+
+    import torch
+
+    from brainsynth import benchmark
+
+    monkeypatch.setattr(benchmark, "PROC_STATUS", Path("/nonexistent/status"))
+    if platform == "windows":
+        real_import = builtins.__import__
+
+        def no_resource(name, *args, **kwargs):
+            if name == "resource":
+                raise ImportError("No module named 'resource'")
+            return real_import(name, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "__import__", no_resource)
+    else:
+        monkeypatch.setattr(benchmark.sys, "platform", "darwin")
+    megabytes, kind = benchmark._peak(torch.device("cpu"))
+    assert kind == ("peak working set" if platform == "windows" else "peak RSS")
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if platform == "macos":
+        assert megabytes == pytest.approx(rss_kib / 2**20, rel=0.05)  # read as bytes, as macOS reports them
+    else:
+        assert 1 < megabytes < 2 * rss_kib / 1024

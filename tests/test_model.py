@@ -242,3 +242,12 @@ def test_bfloat16_weights_sample_like_bfloat16_autocast(model):
     assert float(np.abs(halved.volume - reference.volume).mean()) < 0.05 * float(np.abs(reference.volume).mean())
     with pytest.raises(brainsynth.InvalidParameterError, match="weight dtype must be one of"):
         model.set_weight_dtype("int8")
+
+
+def test_decode_takes_every_sampling_precision_and_checks_its_input(model):
+    latents = torch.randn(2, *model.config.latent_shape)
+    assert model.decode(latents, precision="auto").shape == (2, 16, 16, 16)
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"precision must be one of .* \(got 'int8'\)"):
+        model.decode(latents, precision="int8")
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"latents must be a tensor of shape \(B, 3, 8, 8, 8\)"):
+        model.decode(latents[0])

@@ -146,3 +146,21 @@ def test_same_seed_same_bytes_under_another_monai(model_dir):
     here, there = runs
     assert here.pop("monai") != there.pop("monai"), "the two environments have the same MONAI version"
     assert here == there
+
+
+def test_v_prediction_step_against_hand_computed_values():
+    """The demo model's parametrisation: v = sqrt(a) eps - sqrt(1 - a) x0 (Salimans and Ho 2022)."""
+    schedule = NoiseSchedule(prediction_type="v_prediction")
+    solver = make_scheduler("ddim", schedule, 4)  # timesteps 750, 500, 250, 0
+    a_t, a_s = float(solver.alphas_cumprod[750]), float(solver.alphas_cumprod[500])
+    x0, eps = torch.tensor([0.5, -1.0]), torch.tensor([1.5, 0.25])
+    x_t = a_t**0.5 * x0 + (1 - a_t) ** 0.5 * eps
+    v = a_t**0.5 * eps - (1 - a_t) ** 0.5 * x0
+    previous, clean = solver.step(v, 750, x_t)
+    torch.testing.assert_close(clean, x0, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(previous, a_s**0.5 * x0 + (1 - a_s) ** 0.5 * eps, rtol=1e-5, atol=1e-6)
+    # alpha_bar of the scaled-linear schedule, computed here independently in float64
+    betas = np.linspace(0.0015**0.5, 0.0205**0.5, 1000) ** 2
+    alpha_bar = np.cumprod(1 - betas)
+    assert a_t == pytest.approx(alpha_bar[750], rel=1e-4)
+    assert a_s == pytest.approx(alpha_bar[500], rel=1e-4)

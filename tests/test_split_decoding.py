@@ -133,3 +133,31 @@ def test_free_memory_counts_reclaimable_cache_without_psutil(monkeypatch):
     unused = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     assert abs(probed - available) < 256 * 2**20  # the same figure, read a moment apart
     assert probed >= unused - 256 * 2**20
+
+
+@pytest.mark.parametrize("platform", ["macos", "windows"])
+def test_free_memory_probe_and_sampling_work_on_other_platforms(monkeypatch, model, platform):
+    """Without psutil and /proc: macOS has os.sysconf but no SC_AVPHYS_PAGES, Windows no os.sysconf at all."""
+    import builtins
+    import os
+    from pathlib import Path
+
+    real_import = builtins.__import__
+
+    def no_psutil(name, *args, **kwargs):
+        if name == "psutil":
+            raise ImportError("psutil is not installed")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_psutil)
+    monkeypatch.setattr(split_decoding, "MEMINFO", Path("/nonexistent/meminfo"))
+    if platform == "macos":
+        names = {k: v for k, v in os.sysconf_names.items() if k != "SC_AVPHYS_PAGES"}
+        monkeypatch.setattr(os, "sysconf_names", names)
+        expected = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    else:
+        monkeypatch.delattr(os, "sysconf")
+        expected = 0
+    assert split_decoding.available_memory(torch.device("cpu")) == expected
+    assert np.isfinite(model.sample(seed=1, steps=2).volume).all()
+    assert model.last_decoding == ("split" if platform == "windows" else "full")
