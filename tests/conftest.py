@@ -47,6 +47,24 @@ def make_old_networks(seed: int = 0):
 
 
 @pytest.fixture
+def block_import(monkeypatch):
+    """``block_import("psutil", ...)``: importing those modules fails, as where they are not installed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def block(*names: str) -> None:
+        def guarded(name, *args, **kwargs):
+            if name in names:
+                raise ImportError(f"No module named {name!r}")
+            return real_import(name, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "__import__", guarded)
+
+    return block
+
+
+@pytest.fixture
 def model():
     """A tiny random model (16^3 volumes, 3 x 8^3 latents, the published model's covariates)."""
     return tiny_model()

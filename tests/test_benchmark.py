@@ -76,9 +76,8 @@ def test_compile_mode_is_named_in_the_method_and_checked_by_the_command():
 
 
 @pytest.mark.parametrize("platform", ["macos", "windows"])
-def test_peak_memory_is_read_on_other_platforms(monkeypatch, platform):
+def test_peak_memory_is_read_on_other_platforms(monkeypatch, block_import, platform):
     """No /proc there; Windows has no resource module either (psutil's peak working set instead)."""
-    import builtins
     import resource
     from pathlib import Path
 
@@ -88,14 +87,7 @@ def test_peak_memory_is_read_on_other_platforms(monkeypatch, platform):
 
     monkeypatch.setattr(benchmark, "PROC_STATUS", Path("/nonexistent/status"))
     if platform == "windows":
-        real_import = builtins.__import__
-
-        def no_resource(name, *args, **kwargs):
-            if name == "resource":
-                raise ImportError("No module named 'resource'")
-            return real_import(name, *args, **kwargs)
-
-        monkeypatch.setattr(builtins, "__import__", no_resource)
+        block_import("resource")
     else:
         monkeypatch.setattr(benchmark.sys, "platform", "darwin")
     megabytes, kind = benchmark._peak(torch.device("cpu"))

@@ -110,23 +110,15 @@ def test_cli_low_memory_settings(model_dir, tmp_path, capsys):
     assert '"precision": "bfloat16"' in default.with_name("default.json").read_text()
 
 
-def test_free_memory_counts_reclaimable_cache_without_psutil(monkeypatch):
+def test_free_memory_counts_reclaimable_cache_without_psutil(block_import):
     """Without psutil the probe reads MemAvailable (page cache included), not just the unused pages."""
-    import builtins
     import os
     from pathlib import Path
 
     meminfo = Path("/proc/meminfo")
     if not meminfo.is_file():
         pytest.skip("no /proc/meminfo on this system")
-    real_import = builtins.__import__
-
-    def no_psutil(name, *args, **kwargs):
-        if name == "psutil":
-            raise ImportError("psutil is not installed")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_psutil)
+    block_import("psutil")
     probed = split_decoding.available_memory(torch.device("cpu"))
     available = next(int(line.split()[1]) * 1024 for line in meminfo.read_text().splitlines()
                      if line.startswith("MemAvailable:"))
@@ -136,20 +128,12 @@ def test_free_memory_counts_reclaimable_cache_without_psutil(monkeypatch):
 
 
 @pytest.mark.parametrize("platform", ["macos", "windows"])
-def test_free_memory_probe_and_sampling_work_on_other_platforms(monkeypatch, model, platform):
+def test_free_memory_probe_and_sampling_work_on_other_platforms(monkeypatch, block_import, model, platform):
     """Without psutil and /proc: macOS has os.sysconf but no SC_AVPHYS_PAGES, Windows no os.sysconf at all."""
-    import builtins
     import os
     from pathlib import Path
 
-    real_import = builtins.__import__
-
-    def no_psutil(name, *args, **kwargs):
-        if name == "psutil":
-            raise ImportError("psutil is not installed")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_psutil)
+    block_import("psutil")
     monkeypatch.setattr(split_decoding, "MEMINFO", Path("/nonexistent/meminfo"))
     if platform == "macos":
         names = {k: v for k, v in os.sysconf_names.items() if k != "SC_AVPHYS_PAGES"}
