@@ -2,8 +2,8 @@
 
 Every folder brainsynth makes holds a marker file by which it is recognised (a training run its
 ``run.json``, a model folder its ``model.json``, ...). ``--overwrite`` replaces a folder only when it
-holds the marker of what the command makes, and never a folder that is, holds or lies inside one of
-the same command's inputs. Every check happens before any work and before anything is deleted.
+holds the marker of what the command makes, and never a folder that is or holds one of the same
+command's inputs. Every check happens before any work and before anything is deleted.
 """
 
 from __future__ import annotations
@@ -23,13 +23,15 @@ FOLDER_MARKERS = {
 }
 
 
-def _overlaps(a: Path, b: Path) -> bool:
-    a, b = a.expanduser().resolve(), b.expanduser().resolve()
-    return a == b or a in b.parents or b in a.parents
+def _holds(folder: Path, path: Path) -> bool:
+    folder, path = folder.expanduser().resolve(), path.expanduser().resolve()
+    return folder == path or folder in path.parents
 
 
 def check_not_an_input(output: str | Path, inputs: Mapping[str, str | Path | None]) -> None:
-    """Refuse an output that is, holds or lies inside one of the command's inputs.
+    """Refuse an output that is or holds one of the command's inputs (replacing it would delete the input).
+
+    An output inside an input folder is allowed: writing or replacing it leaves the input as it was.
 
     Parameters
     ----------
@@ -47,10 +49,10 @@ def check_not_an_input(output: str | Path, inputs: Mapping[str, str | Path | Non
     for name, path in inputs.items():
         if path is None or not Path(path).expanduser().exists():
             continue
-        if _overlaps(Path(output), Path(path)):
+        if _holds(Path(output), Path(path)):
             raise InvalidParameterError(
-                f"--output {str(output)!r} is, holds or lies inside {name} {str(path)!r}, an input of this "
-                "command; give another output folder")
+                f"--output {str(output)!r} is or holds {name} {str(path)!r}, an input of this command; give "
+                "another output folder")
 
 
 def check_replaceable(output: str | Path, kind: str, *, overwrite: bool,

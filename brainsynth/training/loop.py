@@ -79,7 +79,7 @@ def check_output(output: str | Path, *, resume: bool, overwrite: bool,
     """Check a run folder before any work: an existing run is only continued (resume) or replaced (overwrite).
 
     ``overwrite`` replaces only a training run (a folder with ``run.json``), and never a folder that
-    is, holds or lies inside one of ``inputs`` (the data, the autoencoder, ...).
+    is or holds one of ``inputs`` (the data, the autoencoder, ...).
 
     Raises
     ------
