@@ -253,3 +253,12 @@ def test_progress_bar_shows_the_decode_as_its_own_stage(capsys):
     assert decoding
     assert min(decoding) > max(steps)
     assert len(decoding) >= 2
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """``brainsynth info | head``: no error message and no traceback when the pipe closes (here the reader
+    exits before the command writes anything, so the write always meets a closed pipe)."""
+    done = subprocess.run(["bash", "-c", f"{sys.executable} -m brainsynth info | true; exit ${{PIPESTATUS[0]}}"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.stderr.strip() == ""
+    assert done.returncode == 1

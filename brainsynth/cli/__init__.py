@@ -5,6 +5,7 @@ User errors end with a one-line message and exit status 1 (2 for bad usage), wit
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"brainsynth {args.command}: cancelled; no file was left half-written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``brainsynth info | head``): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except OSError as exc:  # a full disk, a read-only folder, a file that vanished: one line, not a traceback
         where = f" {exc.filename}" if exc.filename else ""
         print(f"brainsynth {args.command}: error: cannot write or read{where}: {exc.strerror or exc}; "
