@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -59,29 +60,34 @@ def _is_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_parts(path: str | Path) -> list[Path]:
-    """Remove temporary files that killed processes on this machine left beside ``path``.
+#: Folders this process has already cleaned: each is scanned once, not at every write (a dataset
+#: folder of many thousand brains would otherwise be listed again for each one).
+_CLEANED: set[Path] = set()
+
+
+def remove_stale_parts(folder: str | Path) -> list[Path]:
+    """Remove the temporary files that killed processes on this machine left in ``folder``.
 
     Returns the files removed. Files of live processes, of other machines and of unknown form are kept.
     """
-    path = Path(path)
+    folder = Path(folder)
     removed: list[Path] = []
-    if os.name == "nt" or not path.parent.is_dir():  # os.kill(pid, 0) would end the process on Windows
+    if os.name == "nt" or not folder.is_dir():  # os.kill(pid, 0) would end the process on Windows
         return removed
-    host = socket.gethostname()
-    prefix = f".{path.name}."
-    for candidate in path.parent.glob(f".{glob_escape(path.name)}.*{PART_SUFFIX}"):
-        owner, _, _random = candidate.name[len(prefix):-len(PART_SUFFIX)].rpartition(".")
-        pid, _, where = owner.partition("@")
-        if where == host and pid.isdigit() and not _is_alive(int(pid)):
+    owner = re.compile(rf"\.(\d+)@{re.escape(socket.gethostname())}\.[^.]+{re.escape(PART_SUFFIX)}$")
+    for candidate in folder.glob(f".*{PART_SUFFIX}"):
+        match = owner.search(candidate.name)
+        if match and not _is_alive(int(match.group(1))):
             candidate.unlink(missing_ok=True)
             removed.append(candidate)
     return removed
 
 
-def glob_escape(name: str) -> str:
-    """``name`` with glob's special characters taken literally."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+def _clean_once(folder: Path) -> None:
+    key = folder.resolve()
+    if key not in _CLEANED:
+        remove_stale_parts(folder)
+        _CLEANED.add(key)
 
 
 def _write_temporary(path: Path, data: bytes) -> str:
@@ -114,7 +120,7 @@ def atomic_write_files(files: Sequence[tuple[str | Path, bytes]]) -> None:
     renamed: list[Path] = []
     try:
         for path, data in targets:
-            remove_stale_parts(path)
+            _clean_once(path.parent)
             temporaries.append((_write_temporary(path, data), path))
         for temp_name, path in temporaries:
             os.replace(temp_name, path)

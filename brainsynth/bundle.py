@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,18 +60,35 @@ def _resolve_reference(config: dict[str, Any], value: Any, key: str) -> Any:
     return value
 
 
+#: Prefixes that make MONAI's ConfigParser evaluate (``$``), look up (``@``) or include (``%``) a string.
+PARSED_PREFIXES = ("$", "@", "%")
+
+
+def parsed_strings(data: Any, where: str = "", prefixes: tuple[str, ...] = PARSED_PREFIXES,
+                   skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, str]]:
+    """Every string in ``data`` (mappings and lists, nested) that MONAI's ConfigParser would act on.
+
+    Yields ``(where, value)``, ``where`` a dotted path such as ``diffusion_def.attention_levels[1]``;
+    paths in ``skip`` are passed over with all they hold.
+    """
+    if where in skip:
+        return
+    if isinstance(data, str) and data.startswith(prefixes):
+        yield where, data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from parsed_strings(value, f"{where}.{key}" if where else str(key), prefixes, skip)
+    elif isinstance(data, list | tuple):
+        for i, value in enumerate(data):
+            yield from parsed_strings(value, f"{where}[{i}]", prefixes, skip)
+
+
 def _refuse_expressions(value: Any, where: str) -> None:
     """Refuse ``$`` expressions anywhere in a setting, inside lists and mappings too."""
-    if isinstance(value, str) and value.startswith("$"):
+    for place, text in parsed_strings(value, where, ("$",)):
         raise ModelLoadError(
-            f"bundle setting {where} is an expression ({value[:60]!r}); brainsynth reads plain values only"
+            f"bundle setting {place} is an expression ({text[:60]!r}); brainsynth reads plain values only"
         )
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            _refuse_expressions(item, f"{where}[{i}]")
-    elif isinstance(value, dict):
-        for name, item in value.items():
-            _refuse_expressions(item, f"{where}.{name}")
 
 
 def _plain_settings(config: dict[str, Any], key: str) -> dict[str, Any]:
@@ -140,9 +158,9 @@ def _weight_path(config: dict[str, Any], key: str, default: str) -> str:
     return relative
 
 
-def weight_files(directory: str | Path) -> dict[str, str]:
+def weight_files(directory: str | Path, inference: dict[str, Any] | None = None) -> dict[str, str]:
     """Network name to the weight file a bundle's config names, relative to the bundle folder."""
-    config = read_inference_config(Path(directory))
+    config = inference if inference is not None else read_inference_config(Path(directory))
     return {net_name: _weight_path(config, path_key, default)
             for net_name, (_, path_key, default) in _NETWORK_KEYS.items()}
 
@@ -241,8 +259,7 @@ def load_bundle(directory: str | Path, *, name: str | None = None) -> LatentDiff
     expected = _expected_md5(directory)
     paths: dict[str, Path] = {}
     hashes: dict[str, dict[str, str]] = {}
-    for net_name, (_, path_key, default) in _NETWORK_KEYS.items():  # every file checked before any network
-        relative = _weight_path(raw, path_key, default)
+    for net_name, relative in weight_files(directory, raw).items():  # every file checked before any network
         path = directory / relative
         if not path.is_file():
             raise ModelNotFoundError(f"bundle {directory} is missing its {net_name} weight file {relative}")

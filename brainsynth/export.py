@@ -18,14 +18,13 @@ import torch
 
 from brainsynth._version import __version__
 from brainsynth.atomic import staged_directory
+from brainsynth.bundle import parsed_strings
 from brainsynth.errors import InvalidParameterError
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.model_dir import default_model_card
 from brainsynth.replace import check_replaceable
 
 BRAINSYNTH_CONFIG = Path("configs") / "brainsynth.json"
-#: Prefixes that make MONAI's ConfigParser evaluate (``$``), look up (``@``) or include (``%``) a string.
-PARSED_PREFIXES = ("$", "@", "%")
 #: The entries of inference.json that brainsynth itself writes as expressions or references.
 _OWN_EXPRESSIONS = frozenset({
     "imports", "model_dir", "output_dir", "device", "conditioning", "network_def", "load_autoencoder_path",
@@ -42,18 +41,10 @@ def refuse_parsed_strings(data: Any, where: str = "", own: frozenset[str] = froz
     InvalidParameterError
         Naming the entry and its value: a model whose settings or texts would run code in a bundle.
     """
-    if where in own:
-        return
-    if isinstance(data, str) and data.startswith(PARSED_PREFIXES):
+    for place, text in parsed_strings(data, where, skip=own):
         raise InvalidParameterError(
-            f"the model's {where} is {data[:60]!r}, which MONAI's ConfigParser would evaluate or resolve; a bundle "
+            f"the model's {place} is {text[:60]!r}, which MONAI's ConfigParser would evaluate or resolve; a bundle "
             "holds plain data only, so this model cannot be exported")
-    if isinstance(data, dict):
-        for key, value in data.items():
-            refuse_parsed_strings(value, f"{where}.{key}" if where else str(key), own)
-    elif isinstance(data, list | tuple):
-        for i, value in enumerate(data):
-            refuse_parsed_strings(value, f"{where}[{i}]", own)
 
 
 def _inference_config(model: LatentDiffusionModel) -> dict[str, Any]:

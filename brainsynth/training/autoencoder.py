@@ -199,8 +199,8 @@ def save_autoencoder(autoencoder: torch.nn.Module, output: Path, config: Trainin
     return output / AUTOENCODER_MANIFEST
 
 
-def load_trained_autoencoder(folder: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Load an autoencoder written by ``brainsynth train autoencoder`` (weights checked by SHA-256).
+def read_autoencoder_manifest(folder: str | Path) -> dict[str, Any]:
+    """The manifest of an autoencoder run: network settings, grid, covariates, weight file and hash.
 
     Raises
     ------
@@ -211,7 +211,19 @@ def load_trained_autoencoder(folder: str | Path) -> tuple[torch.nn.Module, dict[
     path = folder / AUTOENCODER_MANIFEST
     if not path.is_file():
         raise ModelLoadError(f"{folder} holds no trained autoencoder ({AUTOENCODER_MANIFEST} is missing)")
-    manifest = json.loads(path.read_text())
+    return json.loads(path.read_text())
+
+
+def load_trained_autoencoder(folder: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Load an autoencoder written by ``brainsynth train autoencoder`` (weights checked by SHA-256).
+
+    Raises
+    ------
+    ModelLoadError
+        If the folder holds no finished autoencoder run.
+    """
+    folder = Path(folder).expanduser()
+    manifest = read_autoencoder_manifest(folder)
     autoencoder = build_autoencoder(manifest["network"])
     weights = folder / manifest["weights"]["file"]
     verify_hash(weights, manifest["weights"]["sha256"])

@@ -26,7 +26,7 @@ from brainsynth.model_dir import default_model_card, write_model_files
 from brainsynth.networks import build_unet
 from brainsynth.sampling import conditioning_inputs
 from brainsynth.schedulers import training_noise
-from brainsynth.training.autoencoder import _unwrap, load_trained_autoencoder
+from brainsynth.training.autoencoder import _unwrap, load_trained_autoencoder, read_autoencoder_manifest
 from brainsynth.training.config import TrainingConfig
 from brainsynth.training.data import TrainingImages
 from brainsynth.training.distributed import Distributed, barrier
@@ -39,16 +39,18 @@ NULL_CONDITION = -1.0
 
 
 def check_autoencoder_folder(folder: str | Path, config: TrainingConfig) -> str:
-    """Check a trained autoencoder for a diffusion run before any work; return its weights' SHA-256.
+    """Check a trained autoencoder's manifest for a diffusion run before any work; return its weights' SHA-256.
+
+    The weights themselves are checked against that hash when the run loads them.
 
     Raises
     ------
     ModelLoadError
-        If the folder holds no finished autoencoder run (or its weights are damaged).
+        If the folder holds no finished autoencoder run.
     InvalidParameterError
         If its grid or covariates differ from the diffusion configuration's.
     """
-    _, manifest = load_trained_autoencoder(folder)
+    manifest = read_autoencoder_manifest(folder)  # the weights are checked and loaded once, by the task
     _check_autoencoder(manifest, config, Path(folder).expanduser())
     return str(manifest["weights"]["sha256"])
 
