@@ -57,8 +57,9 @@ def load_benchmark_model(name_or_path: str, random_weights: bool, seed: int = 0)
         raise BrainsynthError("--random-weights builds the published architecture: use it with --model ukb")
     torch.manual_seed(seed)
     config = ukb_config(name="ukb-random-weights")
-    return LatentDiffusionModel(config, build_autoencoder(config.autoencoder), build_unet(config.unet),
-                                source="random weights (timing only)")
+    return LatentDiffusionModel(
+        config, build_autoencoder(config.autoencoder), build_unet(config.unet), source="random weights (timing only)"
+    )
 
 
 def _reset_peak(device: torch.device) -> None:
@@ -119,9 +120,15 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
         if spec["side"] == "reference":
             volume = _reference(model, noise.to(device), covariates, device)
         else:
-            result = model.sample(covariates, noise=noise.repeat(batch, 1, 1, 1, 1), steps=spec["steps"],
-                                  scheduler=spec["scheduler"], device=device, batch_size=batch,
-                                  precision=spec.get("precision"))
+            result = model.sample(
+                covariates,
+                noise=noise.repeat(batch, 1, 1, 1, 1),
+                steps=spec["steps"],
+                scheduler=spec["scheduler"],
+                device=device,
+                batch_size=batch,
+                precision=spec.get("precision"),
+            )
             volume = result.volumes[0]
             used = {"precision": result.settings["precision"], "guidance": result.settings["guidance"]}
         if device.type == "cuda":
@@ -140,8 +147,9 @@ def _reference(model: LatentDiffusionModel, noise: torch.Tensor, covariates: dic
     normalised = resolve_covariates(model.config.covariates, covariates).normalised
     conditioning = torch.tensor([[normalised]], dtype=torch.float32, device=device)
     scheduler = make_scheduler("ddim", model.config.noise_schedule, REFERENCE_STEPS)
-    image = reference_sample(noise, model.autoencoder, model.unet, scheduler, conditioning,
-                             scale_factor=model.config.scale_factor)
+    image = reference_sample(
+        noise, model.autoencoder, model.unet, scheduler, conditioning, scale_factor=model.config.scale_factor
+    )
     return image[0, 0].float().cpu().numpy()
 
 
@@ -154,17 +162,32 @@ def run_side_in_subprocess(spec: dict[str, Any], timeout: float | None = None) -
     ``weight_dtype``, ``decoding`` and ``compile``. Returns the seconds per brain of each run, the peak
     memory in MB, what kind of peak it is, and the precision and guidance the sampling used.
     """
-    process = subprocess.run([sys.executable, "-m", "brainsynth.benchmark", json.dumps(spec)],
-                             capture_output=True, text=True, timeout=timeout)
+    process = subprocess.run(
+        [sys.executable, "-m", "brainsynth.benchmark", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if process.returncode != 0:
         raise BrainsynthError(f"benchmark side {spec['side']} failed: {process.stderr.strip().splitlines()[-1:]}")
     return json.loads(process.stdout.strip().splitlines()[-1])
 
 
-def benchmark(model: str, *, device: str = "auto", steps: int | None = None, scheduler: str | None = None,
-              runs: int = 1, seed: int = 0, random_weights: bool = False, batch_size: int = 1,
-              precision: str | None = None, decoding: str = "auto", compile: bool | str = False,  # noqa: A002
-              weight_dtype: str = "float32") -> dict[str, Any]:
+def benchmark(
+    model: str,
+    *,
+    device: str = "auto",
+    steps: int | None = None,
+    scheduler: str | None = None,
+    runs: int = 1,
+    seed: int = 0,
+    random_weights: bool = False,
+    batch_size: int = 1,
+    precision: str | None = None,
+    decoding: str = "auto",
+    compile: bool | str = False,  # noqa: A002
+    weight_dtype: str = "float32",
+) -> dict[str, Any]:
     """Time the reference loop (DDIM-50) and brainsynth's sampler on the same noise; return the report.
 
     ``batch_size``, ``precision``, ``decoding`` and ``compile`` (``True`` or a :func:`torch.compile`
@@ -180,45 +203,87 @@ def benchmark(model: str, *, device: str = "auto", steps: int | None = None, sch
     with tempfile.TemporaryDirectory() as folder:
         sides, volumes = {}, {}
         for side in ("reference", "brainsynth"):
-            spec = {"side": side, "model": model, "random_weights": random_weights, "device": device,
-                    "steps": steps, "scheduler": scheduler, "runs": runs, "seed": seed,
-                    "batch_size": batch_size, "precision": precision, "decoding": decoding, "compile": compile,
-                    "weight_dtype": weight_dtype,
-                    "volume_path": str(Path(folder) / f"{side}.npy")}
+            spec = {
+                "side": side,
+                "model": model,
+                "random_weights": random_weights,
+                "device": device,
+                "steps": steps,
+                "scheduler": scheduler,
+                "runs": runs,
+                "seed": seed,
+                "batch_size": batch_size,
+                "precision": precision,
+                "decoding": decoding,
+                "compile": compile,
+                "weight_dtype": weight_dtype,
+                "volume_path": str(Path(folder) / f"{side}.npy"),
+            }
             measured = run_side_in_subprocess(spec)
-            sides[side] = Side(name=side, seconds=measured["seconds"], peak_memory_mb=measured["peak_memory_mb"],
-                               memory_kind=measured["memory_kind"])
+            sides[side] = Side(
+                name=side,
+                seconds=measured["seconds"],
+                peak_memory_mb=measured["peak_memory_mb"],
+                memory_kind=measured["memory_kind"],
+            )
             volumes[side] = np.load(spec["volume_path"])
     used = measured  # brainsynth's side, measured last: the precision and guidance its sampling used
     difference = np.abs(volumes["brainsynth"] - volumes["reference"])
     clipped = [np.clip(volumes[s], 0, 1) for s in ("reference", "brainsynth")]
     return {
-        "model": model, "device": str(resolve_device(device)), "runs": runs,
+        "model": model,
+        "device": str(resolve_device(device)),
+        "runs": runs,
         "device_name": torch.cuda.get_device_name() if resolve_device(device).type == "cuda" else _cpu_name(),
-        "reference": {**asdict(sides["reference"]), "median_seconds": sides["reference"].median_seconds,
-                      "method": f"bundle loop, ddim {REFERENCE_STEPS} steps"},
-        "brainsynth": {**asdict(sides["brainsynth"]), "median_seconds": sides["brainsynth"].median_seconds,
-                       "brains_per_second": 1.0 / sides["brainsynth"].median_seconds,
-                       "method": _method(scheduler, steps, batch_size, used["precision"], decoding, compile,
-                                         weight_dtype, used["guidance"]),
-                       "batch_size": batch_size, "precision": used["precision"], "guidance": used["guidance"],
-                       "decoding": decoding, "compile": compile},
+        "reference": {
+            **asdict(sides["reference"]),
+            "median_seconds": sides["reference"].median_seconds,
+            "method": f"bundle loop, ddim {REFERENCE_STEPS} steps",
+        },
+        "brainsynth": {
+            **asdict(sides["brainsynth"]),
+            "median_seconds": sides["brainsynth"].median_seconds,
+            "brains_per_second": 1.0 / sides["brainsynth"].median_seconds,
+            "method": _method(
+                scheduler, steps, batch_size, used["precision"], decoding, compile, weight_dtype, used["guidance"]
+            ),
+            "batch_size": batch_size,
+            "precision": used["precision"],
+            "guidance": used["guidance"],
+            "decoding": decoding,
+            "compile": compile,
+        },
         "speedup": sides["reference"].median_seconds / sides["brainsynth"].median_seconds,
         "memory_ratio": sides["reference"].peak_memory_mb / sides["brainsynth"].peak_memory_mb,
-        "difference_to_ddim50": {"max_abs": float(difference.max()), "mean_abs": float(difference.mean()),
-                                 "psnr_db": psnr(*clipped), "ssim": ssim(*clipped)},
+        "difference_to_ddim50": {
+            "max_abs": float(difference.max()),
+            "mean_abs": float(difference.mean()),
+            "psnr_db": psnr(*clipped),
+            "ssim": ssim(*clipped),
+        },
     }
 
 
-def _method(scheduler: str, steps: int, batch_size: int, precision: str, decoding: str, compiled: bool | str,
-            weight_dtype: str = "float32", guidance: float = 1.0) -> str:
+def _method(
+    scheduler: str,
+    steps: int,
+    batch_size: int,
+    precision: str,
+    decoding: str,
+    compiled: bool | str,
+    weight_dtype: str = "float32",
+    guidance: float = 1.0,
+) -> str:
     extras = [f"batch {batch_size}"] if batch_size > 1 else []
     extras += [precision] if precision != "float32" else []
     extras += [f"guidance {guidance:g}"] if guidance != 1.0 else []
     extras += [f"{weight_dtype} weights"] if weight_dtype != "float32" else []
     extras += [f"{decoding} decoding"] if decoding != "auto" else []
-    extras += [f"compiled ({compiled})" if isinstance(compiled, str) and compiled != "default" else "compiled"] \
-        if compiled else []
+    extras += (
+        [f"compiled ({compiled})" if isinstance(compiled, str) and compiled != "default" else "compiled"]
+        if compiled
+        else []
+    )
     return f"{scheduler} {steps} steps" + (f" ({', '.join(extras)})" if extras else "")
 
 
@@ -239,12 +304,16 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [f"model {report['model']} on {report['device']} ({report['device_name']}), {report['runs']} run(s)"]
     for side in ("reference", "brainsynth"):
         entry = report[side]
-        lines.append(f"  {side:<11} {entry['method']:<28} {entry['median_seconds']:8.2f} s per brain   "
-                     f"{entry['peak_memory_mb']:9.0f} MB {entry['memory_kind']}")
+        lines.append(
+            f"  {side:<11} {entry['method']:<28} {entry['median_seconds']:8.2f} s per brain   "
+            f"{entry['peak_memory_mb']:9.0f} MB {entry['memory_kind']}"
+        )
     diff = report["difference_to_ddim50"]
-    lines.append(f"  speed-up {report['speedup']:.2f}x, memory {report['memory_ratio']:.2f}x less; difference to "
-                 f"DDIM-50: max {diff['max_abs']:.4f}, mean {diff['mean_abs']:.5f}, PSNR {diff['psnr_db']:.1f} dB, "
-                 f"SSIM {diff['ssim']:.4f}")
+    lines.append(
+        f"  speed-up {report['speedup']:.2f}x, memory {report['memory_ratio']:.2f}x less; difference to "
+        f"DDIM-50: max {diff['max_abs']:.4f}, mean {diff['mean_abs']:.5f}, PSNR {diff['psnr_db']:.1f} dB, "
+        f"SSIM {diff['ssim']:.4f}"
+    )
     return "\n".join(lines)
 
 
@@ -257,8 +326,10 @@ def parse_sweep(text: str) -> list[tuple[str, int]]:
         name, sep, counts = part.partition(":")
         name = name.strip().lower()
         if not sep or name not in SCHEDULERS:
-            raise BrainsynthError(f"--sweep must look like 'ddim:10,20;dpm-solver++:10' with schedulers from "
-                                  f"{', '.join(SCHEDULERS)} (got {part!r})")
+            raise BrainsynthError(
+                f"--sweep must look like 'ddim:10,20;dpm-solver++:10' with schedulers from "
+                f"{', '.join(SCHEDULERS)} (got {part!r})"
+            )
         try:
             steps = [int(c) for c in counts.split(",") if c.strip()]
         except ValueError:
@@ -271,8 +342,14 @@ def parse_sweep(text: str) -> list[tuple[str, int]]:
     return pairs
 
 
-def solver_sweep(model: LatentDiffusionModel, pairs: list[tuple[str, int]], *, seeds: int = 4, device: str = "auto",
-                 covariates: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def solver_sweep(
+    model: LatentDiffusionModel,
+    pairs: list[tuple[str, int]],
+    *,
+    seeds: int = 4,
+    device: str = "auto",
+    covariates: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Quality of each (solver, steps) against DDIM-50 on the same noise, and its time per brain.
 
     For every seed, DDIM-50 gives the reference brain; each pair's brain from the same initial noise is
@@ -281,10 +358,14 @@ def solver_sweep(model: LatentDiffusionModel, pairs: list[tuple[str, int]], *, s
     """
     from brainsynth.evaluation.metrics import psnr, ssim
 
-    covariates = covariates if covariates is not None else (
-        {"sex": "female", "age": 64.0} if "sex" in model.config.covariate_names else {})
-    references = [model.sample(covariates, seed=s, steps=REFERENCE_STEPS, scheduler="ddim", device=device)
-                  for s in range(seeds)]
+    covariates = (
+        covariates
+        if covariates is not None
+        else ({"sex": "female", "age": 64.0} if "sex" in model.config.covariate_names else {})
+    )
+    references = [
+        model.sample(covariates, seed=s, steps=REFERENCE_STEPS, scheduler="ddim", device=device) for s in range(seeds)
+    ]
     rows = []
     for name, steps in pairs:
         scores: dict[str, list[float]] = {"psnr_db": [], "ssim": [], "latent_mean_abs": [], "seconds": []}
@@ -296,10 +377,17 @@ def solver_sweep(model: LatentDiffusionModel, pairs: list[tuple[str, int]], *, s
             scores["psnr_db"].append(psnr(a, b))
             scores["ssim"].append(ssim(a, b))
             scores["latent_mean_abs"].append(float(np.abs(reference.latents - result.latents).mean()))
-        rows.append({"scheduler": name, "steps": steps, "seeds": seeds,
-                     "psnr_db": float(np.mean(scores["psnr_db"])), "ssim": float(np.mean(scores["ssim"])),
-                     "latent_mean_abs": float(np.mean(scores["latent_mean_abs"])),
-                     "median_seconds": float(np.median(scores["seconds"]))})
+        rows.append(
+            {
+                "scheduler": name,
+                "steps": steps,
+                "seeds": seeds,
+                "psnr_db": float(np.mean(scores["psnr_db"])),
+                "ssim": float(np.mean(scores["ssim"])),
+                "latent_mean_abs": float(np.mean(scores["latent_mean_abs"])),
+                "median_seconds": float(np.median(scores["seconds"])),
+            }
+        )
     return rows
 
 
@@ -307,8 +395,10 @@ def format_sweep(rows: list[dict[str, Any]]) -> str:
     """The sweep as a text table."""
     lines = [f"{'solver':<14}{'steps':>6}{'PSNR dB':>9}{'SSIM':>8}{'latent |d|':>12}{'s/brain':>9}   vs DDIM-50"]
     for row in rows:
-        lines.append(f"{row['scheduler']:<14}{row['steps']:>6}{row['psnr_db']:>9.1f}{row['ssim']:>8.4f}"
-                     f"{row['latent_mean_abs']:>12.4f}{row['median_seconds']:>9.2f}")
+        lines.append(
+            f"{row['scheduler']:<14}{row['steps']:>6}{row['psnr_db']:>9.1f}{row['ssim']:>8.4f}"
+            f"{row['latent_mean_abs']:>12.4f}{row['median_seconds']:>9.2f}"
+        )
     return "\n".join(lines)
 
 

@@ -64,8 +64,9 @@ def _resolve_reference(config: dict[str, Any], value: Any, key: str) -> Any:
 PARSED_PREFIXES = ("$", "@", "%")
 
 
-def parsed_strings(data: Any, where: str = "", prefixes: tuple[str, ...] = PARSED_PREFIXES,
-                   skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, str]]:
+def parsed_strings(
+    data: Any, where: str = "", prefixes: tuple[str, ...] = PARSED_PREFIXES, skip: frozenset[str] = frozenset()
+) -> Iterator[tuple[str, str]]:
     """Every string in ``data`` (mappings and lists, nested) that MONAI's ConfigParser would act on.
 
     Yields ``(where, value)``, ``where`` a dotted path such as ``diffusion_def.attention_levels[1]``;
@@ -103,8 +104,10 @@ def _plain_settings(config: dict[str, Any], key: str) -> dict[str, Any]:
         _refuse_expressions(value, f"{key}.{name}")
         current = SETTING_ALIASES.get(name, name)
         if current in settings and settings[current] != value:
-            raise ModelLoadError(f"bundle setting {key} gives {current} twice with different values "
-                                 f"({settings[current]!r} and {name}={value!r})")
+            raise ModelLoadError(
+                f"bundle setting {key} gives {current} twice with different values "
+                f"({settings[current]!r} and {name}={value!r})"
+            )
         settings[current] = value
     return settings
 
@@ -142,8 +145,11 @@ def _expected_md5(directory: Path) -> dict[str, str]:
         return {}
     try:
         entries = (yaml.safe_load(path.read_text()) or {}).get("large_files", [])
-        return {e["path"]: e["hash_val"] for e in entries
-                if str(e.get("hash_type", "")).lower() == "md5" and e.get("hash_val")}
+        return {
+            e["path"]: e["hash_val"]
+            for e in entries
+            if str(e.get("hash_type", "")).lower() == "md5" and e.get("hash_val")
+        }
     except (yaml.YAMLError, AttributeError, KeyError, TypeError) as exc:
         raise ModelLoadError(f"{path} is not a readable large_files.yml: {exc}") from exc
 
@@ -153,16 +159,19 @@ def _weight_path(config: dict[str, Any], key: str, default: str) -> str:
     match = re.search(r"'(/[^']+\.(?:pt|pth|safetensors))'", text) if isinstance(text, str) else None
     relative = ("models" + match.group(1)) if match else default
     if ".." in Path(relative).parts:
-        raise ModelLoadError(f"bundle config key {key!r} names the weight file {relative!r}, which lies outside "
-                             "the bundle's models folder; weight files must be inside the bundle")
+        raise ModelLoadError(
+            f"bundle config key {key!r} names the weight file {relative!r}, which lies outside "
+            "the bundle's models folder; weight files must be inside the bundle"
+        )
     return relative
 
 
 def weight_files(directory: str | Path, inference: dict[str, Any] | None = None) -> dict[str, str]:
     """Network name to the weight file a bundle's config names, relative to the bundle folder."""
     config = inference if inference is not None else read_inference_config(Path(directory))
-    return {net_name: _weight_path(config, path_key, default)
-            for net_name, (_, path_key, default) in _NETWORK_KEYS.items()}
+    return {
+        net_name: _weight_path(config, path_key, default) for net_name, (_, path_key, default) in _NETWORK_KEYS.items()
+    }
 
 
 def read_inference_config(directory: Path) -> dict[str, Any]:
@@ -193,8 +202,10 @@ def read_bundle_config(directory: str | Path, *, name: str = "bundle", inference
     n_cov = int(unet.get("cross_attention_dim") or unet.get("in_channels", 0) - latent_shape[0])
     levels = autoencoder.get("channels")
     if not isinstance(levels, list) or not levels:
-        raise ModelLoadError(f"{path}: the autoencoder settings give no channels per level "
-                             f"(channels or num_channels), so the image grid is unknown")
+        raise ModelLoadError(
+            f"{path}: the autoencoder settings give no channels per level "
+            f"(channels or num_channels), so the image grid is unknown"
+        )
     factor = 2 ** (len(levels) - 1)  # the autoencoder halves the grid between levels
     image_shape = tuple(s * factor for s in latent_shape[1:])
     fields: dict[str, Any] = {
@@ -229,8 +240,13 @@ def _exported_fields(directory: Path) -> dict[str, Any]:
         exported = ModelConfig.from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, OSError) as exc:
         raise ModelLoadError(f"{path} is not readable JSON: {exc}") from exc
-    return {"description": exported.description, "covariates": exported.covariates, "affine": exported.affine,
-            "scale_factor": exported.scale_factor, "default_scheduler": exported.default_scheduler}
+    return {
+        "description": exported.description,
+        "covariates": exported.covariates,
+        "affine": exported.affine,
+        "scale_factor": exported.scale_factor,
+        "default_scheduler": exported.default_scheduler,
+    }
 
 
 def _centred_affine(shape: tuple[int, ...]) -> tuple[tuple[float, ...], ...]:

@@ -142,9 +142,7 @@ class ModelConfig:
         for spec in self.covariates:
             if spec.name == name:
                 return spec
-        raise InvalidParameterError(
-            f"covariate must be one of {', '.join(self.covariate_names)} (got {name!r})"
-        )
+        raise InvalidParameterError(f"covariate must be one of {', '.join(self.covariate_names)} (got {name!r})")
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dictionary."""
@@ -242,22 +240,28 @@ def check_config(config: ModelConfig) -> None:
         factor = 2 ** (len(levels) - 1)  # the autoencoder halves the grid between levels
         decoded = tuple(int(v) * factor for v in config.latent_shape[1:])
         if tuple(config.image_shape) != decoded:
-            problems.append(f"image_shape is {tuple(config.image_shape)} but the autoencoder decodes latents of "
-                            f"{tuple(config.latent_shape[1:])} to {decoded}")
+            problems.append(
+                f"image_shape is {tuple(config.image_shape)} but the autoencoder decodes latents of "
+                f"{tuple(config.latent_shape[1:])} to {decoded}"
+            )
     if config.default_precision not in SAMPLING_PRECISIONS:
         problems.append(f"default_precision must be {SAMPLING_PRECISIONS_TEXT} (got {config.default_precision!r})")
     if not config.default_guidance >= 1.0:
         problems.append(f"default_guidance must be at least 1 (got {config.default_guidance})")
     if config.default_guidance != 1.0 and config.null_condition is None:
-        problems.append("default_guidance other than 1 needs a null_condition (a model trained with conditioning "
-                        "dropout)")
+        problems.append(
+            "default_guidance other than 1 needs a null_condition (a model trained with conditioning dropout)"
+        )
     schedule = config.noise_schedule
     if schedule.schedule not in NOISE_SCHEDULES:
-        problems.append(f"noise_schedule.schedule must be one of {', '.join(NOISE_SCHEDULES)} "
-                        f"(got {str(schedule.schedule)[:60]!r})")
+        problems.append(
+            f"noise_schedule.schedule must be one of {', '.join(NOISE_SCHEDULES)} (got {str(schedule.schedule)[:60]!r})"
+        )
     if schedule.prediction_type not in PREDICTION_TYPES:
-        problems.append(f"noise_schedule.prediction_type must be one of {', '.join(PREDICTION_TYPES)} "
-                        f"(got {str(schedule.prediction_type)[:60]!r})")
+        problems.append(
+            f"noise_schedule.prediction_type must be one of {', '.join(PREDICTION_TYPES)} "
+            f"(got {str(schedule.prediction_type)[:60]!r})"
+        )
     for section in ("autoencoder", "unet"):
         problems += network_setting_problems(getattr(config, section), section)
     names = [c.name for c in config.covariates]

@@ -60,16 +60,30 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 #: Releases with known faults in low-precision 3D convolutions on CUDA GPUs:
 #: (precision, first affected cuDNN, first fixed cuDNN, torch versions affected or None for all, fault, reference).
 KNOWN_LOW_PRECISION_ISSUES: tuple[tuple[str, int, int, tuple[str, ...] | None, str, str], ...] = (
-    ("bfloat16", 90800, 91300, None,
-     "bfloat16 3D convolutions can return wrong values", "https://github.com/pytorch/pytorch/issues/163539"),
-    ("bfloat16", 0, 91500, ("2.9.",),
-     "bfloat16 3D convolutions take several times the memory of float32",
-     "https://github.com/pytorch/pytorch/issues/166643"),
+    (
+        "bfloat16",
+        90800,
+        91300,
+        None,
+        "bfloat16 3D convolutions can return wrong values",
+        "https://github.com/pytorch/pytorch/issues/163539",
+    ),
+    (
+        "bfloat16",
+        0,
+        91500,
+        ("2.9.",),
+        "bfloat16 3D convolutions take several times the memory of float32",
+        "https://github.com/pytorch/pytorch/issues/166643",
+    ),
 )
 
 
-def low_precision_issues(precision: str, cudnn_version: int | None = None, torch_version: str | None = None,
-                         ) -> list[str]:
+def low_precision_issues(
+    precision: str,
+    cudnn_version: int | None = None,
+    torch_version: str | None = None,
+) -> list[str]:
     """Known faults of low-precision 3D convolutions with this cuDNN and PyTorch, as sentences.
 
     Parameters
@@ -100,9 +114,11 @@ def low_precision_issues(precision: str, cudnn_version: int | None = None, torch
             continue
         if torches is not None and not torch_version.startswith(torches):
             continue
-        found.append(f"cuDNN {_cudnn_text(cudnn_version)} with PyTorch {torch_version}: {fault} ({link}); "
-                     f"use precision 'float16' or 'float32', or a PyTorch built with cuDNN {_cudnn_text(fixed)} "
-                     "or later")
+        found.append(
+            f"cuDNN {_cudnn_text(cudnn_version)} with PyTorch {torch_version}: {fault} ({link}); "
+            f"use precision 'float16' or 'float32', or a PyTorch built with cuDNN {_cudnn_text(fixed)} "
+            "or later"
+        )
     return found
 
 

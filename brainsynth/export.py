@@ -26,11 +26,25 @@ from brainsynth.replace import check_replaceable
 
 BRAINSYNTH_CONFIG = Path("configs") / "brainsynth.json"
 #: The entries of inference.json that brainsynth itself writes as expressions or references.
-_OWN_EXPRESSIONS = frozenset({
-    "imports", "model_dir", "output_dir", "device", "conditioning", "network_def", "load_autoencoder_path",
-    "load_autoencoder", "autoencoder", "load_diffusion_path", "load_diffusion", "diffusion", "noise",
-    "set_timesteps", "scheduler._requires_",
-})
+_OWN_EXPRESSIONS = frozenset(
+    {
+        "imports",
+        "model_dir",
+        "output_dir",
+        "device",
+        "conditioning",
+        "network_def",
+        "load_autoencoder_path",
+        "load_autoencoder",
+        "autoencoder",
+        "load_diffusion_path",
+        "load_diffusion",
+        "diffusion",
+        "noise",
+        "set_timesteps",
+        "scheduler._requires_",
+    }
+)
 
 
 def refuse_parsed_strings(data: Any, where: str = "", own: frozenset[str] = frozenset()) -> None:
@@ -44,13 +58,18 @@ def refuse_parsed_strings(data: Any, where: str = "", own: frozenset[str] = froz
     for place, text in parsed_strings(data, where, skip=own):
         raise InvalidParameterError(
             f"the model's {place} is {text[:60]!r}, which MONAI's ConfigParser would evaluate or resolve; a bundle "
-            "holds plain data only, so this model cannot be exported")
+            "holds plain data only, so this model cannot be exported"
+        )
 
 
 def _inference_config(model: LatentDiffusionModel) -> dict[str, Any]:
     config = model.config
-    defaults = [spec.normalise(spec.choices.index(spec.default) if spec.categorical else spec.default)
-                if spec.default is not None else 0.5 for spec in config.covariates]
+    defaults = [
+        spec.normalise(spec.choices.index(spec.default) if spec.categorical else spec.default)
+        if spec.default is not None
+        else 0.5
+        for spec in config.covariates
+    ]
     schedule = config.noise_schedule
     return {
         "imports": ["$import torch", "$from datetime import datetime", "$from pathlib import Path"],
@@ -65,12 +84,12 @@ def _inference_config(model: LatentDiffusionModel) -> dict[str, Any]:
         "network_def": "@autoencoder_def",
         "load_autoencoder_path": "$@model_dir + '/autoencoder.pt'",
         "load_autoencoder": "$@autoencoder_def.load_state_dict(torch.load(@load_autoencoder_path, "
-                            "map_location='cpu', weights_only=True))",
+        "map_location='cpu', weights_only=True))",
         "autoencoder": "$@autoencoder_def.to(@device)",
         "diffusion_def": {"_target_": "monai.networks.nets.DiffusionModelUNet", **config.unet},
         "load_diffusion_path": "$@model_dir + '/model.pt'",
         "load_diffusion": "$@diffusion_def.load_state_dict(torch.load(@load_diffusion_path, "
-                          "map_location='cpu', weights_only=True))",
+        "map_location='cpu', weights_only=True))",
         "diffusion": "$@diffusion_def.to(@device)",
         "scheduler": {
             "_target_": "monai.networks.schedulers.DDIMScheduler",
@@ -103,16 +122,40 @@ def _metadata(model: LatentDiffusionModel) -> dict[str, Any]:
         "authors": "brainsynth",
         "copyright": "See the model card",
         "network_data_format": {
-            "inputs": {"latent": {"type": "image", "format": "magnitude", "num_channels": config.latent_shape[0],
-                                  "spatial_shape": list(config.latent_shape[1:]), "dtype": "float32",
-                                  "value_range": [], "is_patch_data": False, "channel_def": {}},
-                       "conditioning": {"type": "vector", "format": "normalised covariates", "num_channels": 1,
-                                        "spatial_shape": [len(config.covariates)], "dtype": "float32",
-                                        "value_range": [0, 1], "is_patch_data": False,
-                                        "channel_def": {"0": names}}},
-            "outputs": {"image": {"type": "image", "format": "magnitude", "num_channels": 1,
-                                  "spatial_shape": list(config.image_shape), "dtype": "float32",
-                                  "value_range": [0, 1], "is_patch_data": False, "channel_def": {"0": "T1w"}}},
+            "inputs": {
+                "latent": {
+                    "type": "image",
+                    "format": "magnitude",
+                    "num_channels": config.latent_shape[0],
+                    "spatial_shape": list(config.latent_shape[1:]),
+                    "dtype": "float32",
+                    "value_range": [],
+                    "is_patch_data": False,
+                    "channel_def": {},
+                },
+                "conditioning": {
+                    "type": "vector",
+                    "format": "normalised covariates",
+                    "num_channels": 1,
+                    "spatial_shape": [len(config.covariates)],
+                    "dtype": "float32",
+                    "value_range": [0, 1],
+                    "is_patch_data": False,
+                    "channel_def": {"0": names},
+                },
+            },
+            "outputs": {
+                "image": {
+                    "type": "image",
+                    "format": "magnitude",
+                    "num_channels": 1,
+                    "spatial_shape": list(config.image_shape),
+                    "dtype": "float32",
+                    "value_range": [0, 1],
+                    "is_patch_data": False,
+                    "channel_def": {"0": "T1w"},
+                }
+            },
         },
     }
 
@@ -134,8 +177,9 @@ def export_bundle(model: LatentDiffusionModel, output: str | Path, *, overwrite:
     Path
         The bundle folder, which :func:`brainsynth.load_model` and MONAI's ``ConfigParser`` both read.
     """
-    output = check_replaceable(output, "bundle", overwrite=overwrite,
-                               inputs={"the model's own folder": model.source or None})
+    output = check_replaceable(
+        output, "bundle", overwrite=overwrite, inputs={"the model's own folder": model.source or None}
+    )
     inference, metadata = _inference_config(model), _metadata(model)
     refuse_parsed_strings(inference, own=_OWN_EXPRESSIONS)
     refuse_parsed_strings(metadata)

@@ -92,8 +92,9 @@ def _row_seed(text: str | None, default: int, index: int, table: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise InvalidParameterError(f"row {index + 1} of {table}: seed must be a whole number from 0 to 2**63-1 "
-                                    f"(got {text!r})") from None
+        raise InvalidParameterError(
+            f"row {index + 1} of {table}: seed must be a whole number from 0 to 2**63-1 (got {text!r})"
+        ) from None
     return check_seed(value, f"row {index + 1} of {table}: seed")
 
 
@@ -110,10 +111,12 @@ def check_rows(rows: list[Row], model: LatentDiffusionModel, extrapolate: bool) 
         if not SAFE_ID.fullmatch(row.identifier) or row.identifier.lower().endswith((".nii", ".nii.gz", ".json")):
             raise InvalidParameterError(
                 f"row {number}: id must be a plain file name of letters, digits, '.', '_' and '-' (at most 128, "
-                f"starting with a letter or digit, without a .nii or .json ending) (got {row.identifier!r})")
+                f"starting with a letter or digit, without a .nii or .json ending) (got {row.identifier!r})"
+            )
         if row.identifier in seen:
-            raise InvalidParameterError(f"rows {seen[row.identifier]} and {number} repeat the id "
-                                        f"{row.identifier!r}; every row needs its own id")
+            raise InvalidParameterError(
+                f"rows {seen[row.identifier]} and {number} repeat the id {row.identifier!r}; every row needs its own id"
+            )
         seen[row.identifier] = number
         check_seed(row.seed, f"row {number} ({row.identifier}): seed")
         try:
@@ -152,7 +155,8 @@ def check_record(rows: list[Row], model: LatentDiffusionModel, path: Path) -> bo
             what = "the columns" if number == 0 else f"row {number}"
             raise InvalidParameterError(
                 f"{path.parent} holds a dataset made from another request ({what} was {was!r}, now {now!r}); "
-                "give another output folder, or the request it was made from")
+                "give another output folder, or the request it was made from"
+            )
     return len(new) > len(old)  # a longer request extends the record; a shorter one is a part of it
 
 
@@ -162,8 +166,11 @@ def draw_rows(model: LatentDiffusionModel, n: int, seed: int) -> list[Row]:
     rows = []
     for index in range(n):
         covariates = {
-            s.name: (s.choices[int(rng.integers(len(s.choices)))] if s.categorical
-                     else round(float(rng.uniform(min(s.low, s.high), max(s.low, s.high))), 3))
+            s.name: (
+                s.choices[int(rng.integers(len(s.choices)))]
+                if s.categorical
+                else round(float(rng.uniform(min(s.low, s.high), max(s.low, s.high))), 3)
+            )
             for s in model.config.covariates
         }
         rows.append(Row(f"brain_{index:06d}", covariates, seed + index))
@@ -237,8 +244,13 @@ def generate_dataset(
     todo = [r for r in mine if not _done(output / f"{r.identifier}.nii.gz")]
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
-        result = model.sample_batch([r.covariates for r in batch], [r.seed for r in batch], batch_size=batch_size,
-                                    extrapolate=extrapolate, **sampling)
+        result = model.sample_batch(
+            [r.covariates for r in batch],
+            [r.seed for r in batch],
+            batch_size=batch_size,
+            extrapolate=extrapolate,
+            **sampling,
+        )
         for index, row in enumerate(batch):
             result[index].save(output / f"{row.identifier}.nii.gz", overwrite=True)
         if progress is not None:

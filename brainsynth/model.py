@@ -225,8 +225,16 @@ class LatentDiffusionModel:
         resolved = self._resolve({**(covariates or {}), **covariate_values}, extrapolate)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidParameterError(f"batch_size must be a positive integer (got {batch_size!r})")
-        plan = _SamplingPlan.check(self, steps, scheduler, eta, device, precision=precision,
-                                  guidance=guidance, timestep_spacing=timestep_spacing)
+        plan = _SamplingPlan.check(
+            self,
+            steps,
+            scheduler,
+            eta,
+            device,
+            precision=precision,
+            guidance=guidance,
+            timestep_spacing=timestep_spacing,
+        )
         if noise is not None:
             x_T = self._check_noise(noise)  # noqa: N806
             base = check_seed(seed) if seed is not None else secrets.randbelow(2**31)
@@ -281,8 +289,17 @@ class LatentDiffusionModel:
             )
         resolved = [self._resolve(dict(values), extrapolate) for values in covariates]
         checked = [check_seed(seed, f"seeds[{i}]") for i, seed in enumerate(seeds)]
-        plan = _SamplingPlan.check(self, steps, scheduler, eta, device, batch_size=batch_size, precision=precision,
-                                  guidance=guidance, timestep_spacing=timestep_spacing)
+        plan = _SamplingPlan.check(
+            self,
+            steps,
+            scheduler,
+            eta,
+            device,
+            batch_size=batch_size,
+            precision=precision,
+            guidance=guidance,
+            timestep_spacing=timestep_spacing,
+        )
         x_T = torch.stack([draw_noise(s, self.config.latent_shape) for s in checked])  # noqa: N806
         noise_info = [{"kind": "seed", "seed": s} for s in checked]
         return self._run(plan, x_T, resolved, checked, noise_info, checked, callback)
@@ -335,8 +352,17 @@ class LatentDiffusionModel:
         if isinstance(values, str) or len(values) < 1:
             raise InvalidParameterError(f"values must be a non-empty sequence of {spec.name} values (got {values!r})")
         resolved = [self._resolve({**covariate_values, covariate: v}, extrapolate) for v in values]
-        plan = _SamplingPlan.check(self, steps, scheduler, eta, device, batch_size=batch_size, precision=precision,
-                                  guidance=guidance, timestep_spacing=timestep_spacing)
+        plan = _SamplingPlan.check(
+            self,
+            steps,
+            scheduler,
+            eta,
+            device,
+            batch_size=batch_size,
+            precision=precision,
+            guidance=guidance,
+            timestep_spacing=timestep_spacing,
+        )
         seed = check_seed(seed)
         x_T = draw_noise(seed, self.config.latent_shape).expand(len(values), *self.config.latent_shape)  # noqa: N806
         noise_info = [{"kind": "seed", "seed": seed} for _ in values]
@@ -387,8 +413,17 @@ class LatentDiffusionModel:
             raise InvalidParameterError(f"frames must be an integer of at least 2 (got {frames!r})")
         end_a = self._resolve(dict(covariates_a or {}), extrapolate)
         end_b = self._resolve(dict(covariates_b if covariates_b is not None else covariates_a or {}), extrapolate)
-        plan = _SamplingPlan.check(self, steps, scheduler, eta, device, batch_size=batch_size, precision=precision,
-                                  guidance=guidance, timestep_spacing=timestep_spacing)
+        plan = _SamplingPlan.check(
+            self,
+            steps,
+            scheduler,
+            eta,
+            device,
+            batch_size=batch_size,
+            precision=precision,
+            guidance=guidance,
+            timestep_spacing=timestep_spacing,
+        )
         noise_a, noise_b = draw_noise(seed_a, self.config.latent_shape), draw_noise(seed_b, self.config.latent_shape)
         positions = np.linspace(0.0, 1.0, frames)
         x_T = torch.stack([slerp(noise_a, noise_b, float(t)) for t in positions])  # noqa: N806
@@ -420,8 +455,11 @@ class LatentDiffusionModel:
         """
         if precision not in SAMPLING_PRECISIONS:
             raise InvalidParameterError(f"precision must be one of {SAMPLING_PRECISIONS_TEXT} (got {precision!r})")
-        if not isinstance(latents, torch.Tensor) or latents.ndim != 5 or \
-                tuple(latents.shape[1:]) != tuple(self.config.latent_shape):
+        if (
+            not isinstance(latents, torch.Tensor)
+            or latents.ndim != 5
+            or tuple(latents.shape[1:]) != tuple(self.config.latent_shape)
+        ):
             got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
             wanted = ", ".join(map(str, self.config.latent_shape))
             raise InvalidParameterError(f"latents must be a tensor of shape (B, {wanted}) (got {got})")
@@ -488,15 +526,24 @@ class LatentDiffusionModel:
         latents, volumes = [], []
         for start in range(0, x_T.shape[0], chunk):
             stop = min(start + chunk, x_T.shape[0])
-            latent = self._denoise_chunk(plan, x_T[start:stop], resolved[start:stop], step_seeds[start:stop],
-                                         _offset_callback(callback, start // chunk, -(-x_T.shape[0] // chunk)))
+            latent = self._denoise_chunk(
+                plan,
+                x_T[start:stop],
+                resolved[start:stop],
+                step_seeds[start:stop],
+                _offset_callback(callback, start // chunk, -(-x_T.shape[0] // chunk)),
+            )
             latents.append(latent.float().cpu().numpy())
             volumes.append(self.decode(latent, precision=plan.precision))
         volumes = np.concatenate(volumes)
         broken = int((~np.isfinite(volumes)).sum())
         if broken:
-            warnings.warn(f"{broken} voxels of the sampled brains are NaN or infinite; the model's weights or decoder "
-                          "produce them, and such brains are not written", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"{broken} voxels of the sampled brains are NaN or infinite; the model's weights or decoder "
+                "produce them, and such brains are not written",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         return SampleResult(
             volumes=volumes,
             affine=self.config.affine_array,
@@ -521,9 +568,7 @@ class LatentDiffusionModel:
         covariates = torch.tensor([r.normalised for r in resolved], dtype=torch.float32, device=plan.device)
         generators = None
         if plan.stochastic:
-            generators = [
-torch.Generator(device="cpu").manual_seed(s) for s in step_seeds
-            ]
+            generators = [torch.Generator(device="cpu").manual_seed(s) for s in step_seeds]
             for generator in generators:  # advance past the draw of x_T, as if one stream served both
                 torch.randn(tuple(self.config.latent_shape), generator=generator)
         return denoise(
@@ -558,8 +603,17 @@ torch.Generator(device="cpu").manual_seed(s) for s in step_seeds
 class _SamplingPlan:
     """Validated sampling settings (every check happens here, before any compute)."""
 
-    def __init__(self, steps: int, scheduler: str, eta: float, device: torch.device, batch_size: int | None,
-                 precision: str = "float32", guidance: float = 1.0, timestep_spacing: str | None = None):
+    def __init__(
+        self,
+        steps: int,
+        scheduler: str,
+        eta: float,
+        device: torch.device,
+        batch_size: int | None,
+        precision: str = "float32",
+        guidance: float = 1.0,
+        timestep_spacing: str | None = None,
+    ):
         self.steps, self.scheduler, self.eta, self.device, self.batch_size = steps, scheduler, eta, device, batch_size
         self.precision, self.guidance = precision, guidance
         if timestep_spacing is None and scheduler in SPACED_SCHEDULERS | {"pndm"}:
@@ -588,13 +642,13 @@ class _SamplingPlan:
         if precision is None:
             precision = model.weight_dtype if model.weight_dtype != "float32" else model.config.default_precision
         if precision not in SAMPLING_PRECISIONS:
-            raise InvalidParameterError(
-                f"precision must be one of {SAMPLING_PRECISIONS_TEXT} (got {precision!r})")
+            raise InvalidParameterError(f"precision must be one of {SAMPLING_PRECISIONS_TEXT} (got {precision!r})")
         name = check_scheduler_settings(
             scheduler or model.config.default_scheduler, steps, eta, model.config.noise_schedule, timestep_spacing
         )
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                       or batch_size < 1):
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
             raise InvalidParameterError(f"batch_size must be a positive integer (got {batch_size!r})")
         target = resolve_device(device)
         precision = resolve_precision(precision, target)

@@ -73,8 +73,10 @@ def load_model_dir(directory: str | Path) -> LatentDiffusionModel:
             raise ModelLoadError(f"{directory / MANIFEST} does not name the {name} weight file and its sha256")
         relative = Path(entry["file"])
         if relative.is_absolute() or ".." in relative.parts:
-            raise ModelLoadError(f"{directory / MANIFEST} names the {name} weight file {entry['file']!r}, which is "
-                                 "not inside the model folder; weight files must be given relative to it")
+            raise ModelLoadError(
+                f"{directory / MANIFEST} names the {name} weight file {entry['file']!r}, which is "
+                "not inside the model folder; weight files must be given relative to it"
+            )
         paths[name] = directory / relative
         hashes[name] = {"file": entry["file"], "sha256": verify_hash(paths[name], entry["sha256"], "sha256")}
     networks = {"autoencoder": build_autoencoder(config.autoencoder), "unet": build_unet(config.unet)}
@@ -88,9 +90,7 @@ def load_model_dir(directory: str | Path) -> LatentDiffusionModel:
 def default_model_card(model: LatentDiffusionModel) -> str:
     """A minimal model card: what the model is, its covariates and where it came from."""
     config = model.config
-    rows = "\n".join(
-        f"| {c.name} | {c.label} | {c.describe_range()} | {c.default} |" for c in config.covariates
-    )
+    rows = "\n".join(f"| {c.name} | {c.label} | {c.describe_range()} | {c.default} |" for c in config.covariates)
     return (
         f"# {config.name}\n\n{config.description}\n\n"
         f"- Image grid: {' x '.join(map(str, config.image_shape))} voxels of "
@@ -110,8 +110,12 @@ def write_model_files(model: LatentDiffusionModel, directory: Path, *, card: str
         weights[name] = {"file": f"{name}.safetensors", "sha256": hashlib.sha256(data).hexdigest()}
         files.append((directory / weights[name]["file"], data))
     files.append((directory / "README.md", (card if card is not None else default_model_card(model)).encode()))
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
-                "weights": weights}
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "weights": weights,
+    }
     files.append((directory / MANIFEST, json_bytes(manifest)))  # last: a folder with model.json is complete
     atomic_write_files(files)  # all written in full before any replaces a file of the run (a resumed run's too)
     return directory
@@ -145,8 +149,9 @@ def save_model_dir(
     Path
         The model directory.
     """
-    directory = check_replaceable(directory, "model folder", overwrite=overwrite,
-                                  inputs={"the model's own folder": model.source or None})
+    directory = check_replaceable(
+        directory, "model folder", overwrite=overwrite, inputs={"the model's own folder": model.source or None}
+    )
     with staged_directory(directory, overwrite=True) as staging:
         write_model_files(model, staging, card=card)
     return directory

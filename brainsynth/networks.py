@@ -78,8 +78,10 @@ def load_weights(network: torch.nn.Module, state_dict: StateDict, *, what: str) 
         if not tensor.is_floating_point() and key.rsplit(".", 1)[-1] in ("weight", "bias"):
             raise ModelLoadError(f"{what} weights are not numbers of a floating-point type: {key} is {tensor.dtype}")
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise ModelLoadError(f"{what} weights hold NaN or infinite values (first in {key}); the file is damaged "
-                                 "or was saved from a run that diverged")
+            raise ModelLoadError(
+                f"{what} weights hold NaN or infinite values (first in {key}); the file is damaged "
+                "or was saved from a run that diverged"
+            )
     converted = is_old_format(network, state_dict)
     try:
         if converted:

@@ -122,8 +122,9 @@ def save_nifti(
         The image path.
     """
     path = check_output_path(path, overwrite=overwrite)
-    data = nifti_bytes(to_dtype(volume, dtype), affine, gzipped=str(path).lower().endswith(".gz"),
-                       description=description)
+    data = nifti_bytes(
+        to_dtype(volume, dtype), affine, gzipped=str(path).lower().endswith(".gz"), description=description
+    )
     files = [(path, data)]
     if sidecar is not None:
         files.append((sidecar_path(path), json_bytes(sidecar)))

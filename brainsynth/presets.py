@@ -41,8 +41,7 @@ UKB_COVARIATES: tuple[CovariateSpec, ...] = (
         low=6.99568,
         high=171.375,
         default=40.0,
-        description="Volume of ventricular cerebrospinal fluid (UK Biobank field 25004), "
-        "not normalised for head size.",
+        description="Volume of ventricular cerebrospinal fluid (UK Biobank field 25004), not normalised for head size.",
     ),
     CovariateSpec(
         name="brain_volume",

@@ -52,11 +52,13 @@ def check_not_an_input(output: str | Path, inputs: Mapping[str, str | Path | Non
         if _holds(Path(output), Path(path)):
             raise InvalidParameterError(
                 f"--output {str(output)!r} is or holds {name} {str(path)!r}, an input of this command; give "
-                "another output folder")
+                "another output folder"
+            )
 
 
-def check_replaceable(output: str | Path, kind: str, *, overwrite: bool,
-                      inputs: Mapping[str, str | Path | None] | None = None) -> Path:
+def check_replaceable(
+    output: str | Path, kind: str, *, overwrite: bool, inputs: Mapping[str, str | Path | None] | None = None
+) -> Path:
     """Check, before any work, that ``output`` may receive a new ``kind`` folder.
 
     A missing or empty folder always may. An existing one needs ``overwrite`` and must hold the
@@ -86,5 +88,6 @@ def check_replaceable(output: str | Path, kind: str, *, overwrite: bool,
     if not (output / marker).is_file():
         raise InvalidParameterError(
             f"{output} is not a {kind} that brainsynth made (it has no {marker}); --overwrite replaces only "
-            f"that, so nothing was deleted: give another output folder")
+            f"that, so nothing was deleted: give another output folder"
+        )
     return output

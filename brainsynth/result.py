@@ -117,8 +117,10 @@ class SampleResult:
         bad = {i: int((~np.isfinite(v)).sum()) for i, v in enumerate(self.volumes) if not np.isfinite(v).all()}
         if bad:
             items = ", ".join(f"item {i} ({n} voxels)" for i, n in bad.items())
-            raise NonFiniteResultError(f"the sampled brains hold NaN or infinite values: {items}; nothing was written. "
-                                       "The model's weights or its decoder produce them")
+            raise NonFiniteResultError(
+                f"the sampled brains hold NaN or infinite values: {items}; nothing was written. "
+                "The model's weights or its decoder produce them"
+            )
 
     def output_paths(self, path: str | Path) -> list[Path]:
         """Where :meth:`save` writes each item (see :func:`output_paths`)."""
@@ -143,8 +145,9 @@ class SampleResult:
         self.check_finite()
         series = np.moveaxis(self.volumes, 0, -1)
         description = f"brainsynth {self.provenance.get('model', '')} {len(self)} frames"
-        return save_nifti(series, self.affine, path, sidecar=sidecar, dtype=dtype, overwrite=overwrite,
-                          description=description)
+        return save_nifti(
+            series, self.affine, path, sidecar=sidecar, dtype=dtype, overwrite=overwrite, description=description
+        )
 
     def save(self, path: str | Path, *, dtype: str = "float32", overwrite: bool = False) -> list[Path]:
         """Write each item as NIfTI with a JSON sidecar.
@@ -184,8 +187,15 @@ class SampleResult:
                 sidecar = {**self.sidecar(i), "dtype": dtype}
                 description = f"brainsynth {self.provenance.get('model', '')} seed {self.seeds[i]}"
                 written.append(
-                    save_nifti(self.volumes[i], self.affine, target, sidecar=sidecar, dtype=dtype,
-                               overwrite=overwrite, description=description)
+                    save_nifti(
+                        self.volumes[i],
+                        self.affine,
+                        target,
+                        sidecar=sidecar,
+                        dtype=dtype,
+                        overwrite=overwrite,
+                        description=description,
+                    )
                 )
         except BaseException:
             if created and not written:  # a folder made for this save, left empty by its failure

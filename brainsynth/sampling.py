@@ -104,9 +104,7 @@ def _scheduler_step(
     if generators is None:
         return scheduler.step(model_output, timestep, x_t, **kwargs)[0]
     previous = [
-        scheduler.step(
-            model_output[i : i + 1].cpu(), timestep, x_t[i : i + 1].cpu(), generator=generator, **kwargs
-        )[0]
+        scheduler.step(model_output[i : i + 1].cpu(), timestep, x_t[i : i + 1].cpu(), generator=generator, **kwargs)[0]
         for i, generator in enumerate(generators)
     ]
     return torch.cat(previous).to(x_t.device)
@@ -119,8 +117,11 @@ PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.floa
 def autocast(device: torch.device, precision: str):
     """An autocast context for ``precision`` on ``device`` (a no-op for float32)."""
     dtype = PRECISIONS[precision]
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None) if dtype is not None else \
-        contextlib.nullcontext()
+    return (
+        torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+        if dtype is not None
+        else contextlib.nullcontext()
+    )
 
 
 @torch.no_grad()
@@ -178,8 +179,10 @@ def denoise(
     """
     guided = guidance != 1.0
     if guided and null_condition is None:
-        raise InvalidParameterError(f"guidance must be 1 without a null_condition (a model trained without "
-                                    f"conditioning dropout) (got {guidance!r})")
+        raise InvalidParameterError(
+            f"guidance must be 1 without a null_condition (a model trained without "
+            f"conditioning dropout) (got {guidance!r})"
+        )
     if guided:  # conditional and unconditional halves of one batch
         covariates = torch.cat((covariates, torch.full_like(covariates, float(null_condition))))
     concat, context = conditioning_inputs(covariates, x_T.shape[1:], conditioning)

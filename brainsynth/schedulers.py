@@ -97,8 +97,10 @@ def _diffusers_settings(schedule: NoiseSchedule) -> dict[str, object]:
 def _dpm_solver(schedule: NoiseSchedule, steps: int, spacing: str) -> DiffusersSolver:
     from diffusers import DPMSolverMultistepScheduler
 
-    return DiffusersSolver(DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2,
-                                                       **_diffusers_settings(schedule)), steps)
+    return DiffusersSolver(
+        DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, **_diffusers_settings(schedule)),
+        steps,
+    )
 
 
 def _unipc(schedule: NoiseSchedule, steps: int, spacing: str) -> DiffusersSolver:
@@ -140,9 +142,7 @@ def check_scheduler_settings(
     if isinstance(steps, bool) or not isinstance(steps, int):
         raise InvalidParameterError(f"steps must be an integer (got {steps!r})")
     if not 1 <= steps <= schedule.num_train_timesteps:
-        raise InvalidParameterError(
-            f"steps must be between 1 and {schedule.num_train_timesteps} (got {steps})"
-        )
+        raise InvalidParameterError(f"steps must be between 1 and {schedule.num_train_timesteps} (got {steps})")
     if isinstance(eta, bool) or not isinstance(eta, int | float) or not 0.0 <= eta <= 1.0:
         raise InvalidParameterError(f"eta must be a number between 0 and 1 (got {eta!r})")
     if eta and key != "ddim":
@@ -157,9 +157,7 @@ def check_scheduler_settings(
     return key
 
 
-def make_scheduler(
-    name: str, schedule: NoiseSchedule, steps: int, timestep_spacing: str | None = None
-) -> Solver:
+def make_scheduler(name: str, schedule: NoiseSchedule, steps: int, timestep_spacing: str | None = None) -> Solver:
     """Build a scheduler with its inference timesteps set.
 
     Parameters

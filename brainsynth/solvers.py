@@ -96,8 +96,9 @@ class DDIM(TimestepSolver):
         direction = (1 - alpha_prod_prev - std_dev**2) ** 0.5 * epsilon
         previous = alpha_prod_prev**0.5 * clean + direction
         if eta > 0:
-            noise = torch.randn(model_output.shape, dtype=model_output.dtype, generator=generator,
-                                device=model_output.device)
+            noise = torch.randn(
+                model_output.shape, dtype=model_output.dtype, generator=generator, device=model_output.device
+            )
             previous = previous + variance**0.5 * eta * noise
         return previous, clean
 
@@ -128,7 +129,12 @@ class DDPM(TimestepSolver):
         previous = clean_coefficient * clean + sample_coefficient * sample
         if previous_t >= 0:
             variance = torch.clamp(beta_prod_prev / beta_prod_t * beta_t, min=1e-20)
-            noise = torch.randn(model_output.size(), dtype=model_output.dtype, layout=model_output.layout,
-                                generator=generator, device=model_output.device)
+            noise = torch.randn(
+                model_output.size(),
+                dtype=model_output.dtype,
+                layout=model_output.layout,
+                generator=generator,
+                device=model_output.device,
+            )
             previous = previous + variance**0.5 * noise
         return previous, clean

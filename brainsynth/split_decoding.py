@@ -64,7 +64,7 @@ class Slabs:
                 continue
             if part is None:
                 raise RuntimeError(f"planes {lo}:{hi} were released before use")
-            pieces.append(part[:, :, max(start - lo, 0):min(stop, hi) - lo])
+            pieces.append(part[:, :, max(start - lo, 0) : min(stop, hi) - lo])
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
 
     def release_before(self, plane: int) -> None:
@@ -105,8 +105,13 @@ def _norm_transform(slabs: Slabs, norm: torch.nn.GroupNorm, silu: bool) -> Trans
 
 def _conv3d(module: torch.nn.Module) -> torch.nn.Conv3d:
     conv = module.conv if isinstance(module, Convolution) else module
-    if not isinstance(conv, torch.nn.Conv3d) or conv.stride != (1, 1, 1) or conv.dilation != (1, 1, 1) \
-            or conv.groups != 1 or conv.kernel_size[0] != 2 * conv.padding[0] + 1:
+    if (
+        not isinstance(conv, torch.nn.Conv3d)
+        or conv.stride != (1, 1, 1)
+        or conv.dilation != (1, 1, 1)
+        or conv.groups != 1
+        or conv.kernel_size[0] != 2 * conv.padding[0] + 1
+    ):
         raise UnsupportedDecoderError(f"unsupported convolution in the decoder: {conv}")
     return conv
 
@@ -155,9 +160,17 @@ class SplitDecoder:
     def _thickness(self, channels: int, plane_voxels: int, element: int) -> int:
         return max(1, self.slab_bytes // max(1, channels * plane_voxels * element))
 
-    def _conv(self, source: Slabs, conv: torch.nn.Conv3d, transform: Transform | None = None, *,
-              upsample: bool = False, release: bool = True, residual: Slabs | None = None,
-              side: torch.nn.Conv3d | None = None) -> tuple[Slabs, Slabs]:
+    def _conv(
+        self,
+        source: Slabs,
+        conv: torch.nn.Conv3d,
+        transform: Transform | None = None,
+        *,
+        upsample: bool = False,
+        release: bool = True,
+        residual: Slabs | None = None,
+        side: torch.nn.Conv3d | None = None,
+    ) -> tuple[Slabs, Slabs]:
         """``conv(transform(source))`` (after nearest x2 upsampling when asked), slab by slab.
 
         ``residual`` is added to the output (and released as it is used); ``side``, a 1x1x1
@@ -180,7 +193,7 @@ class SplitDecoder:
             if upsample:
                 region = F.interpolate(region, scale_factor=2.0, mode="nearest")
                 offset = lo - 2 * (lo // 2)
-                region = region[:, :, offset:offset + hi - lo]
+                region = region[:, :, offset : offset + hi - lo]
             region = F.pad(region, (0, 0, 0, 0, lo - (start - halo), (stop + halo) - hi))
             out = F.conv3d(region, conv.weight, conv.bias, padding=(0, halo, halo))
             del region
@@ -197,8 +210,9 @@ class SplitDecoder:
     def _resblock(self, x: Slabs, block: AEKLResBlock) -> Slabs:
         projected = block.in_channels != block.out_channels
         side = _conv3d(block.nin_shortcut) if projected else None
-        h, projection = self._conv(x, _conv3d(block.conv1), _norm_transform(x, block.norm1, silu=True),
-                                   release=projected, side=side)
+        h, projection = self._conv(
+            x, _conv3d(block.conv1), _norm_transform(x, block.norm1, silu=True), release=projected, side=side
+        )
         shortcut = projection if projected else x
         return self._conv(h, _conv3d(block.conv2), _norm_transform(h, block.norm2, silu=True), residual=shortcut)[0]
 
@@ -216,8 +230,13 @@ def check_split_supported(autoencoder: torch.nn.Module) -> None:
             continue
         if isinstance(block, Convolution):
             _conv3d(block)
-        elif isinstance(block, Upsample) and hasattr(block, "postconv") and hasattr(block, "upsample_non_trainable") \
-                and block.upsample_non_trainable.mode == "nearest" and not hasattr(block, "preconv"):
+        elif (
+            isinstance(block, Upsample)
+            and hasattr(block, "postconv")
+            and hasattr(block, "upsample_non_trainable")
+            and block.upsample_non_trainable.mode == "nearest"
+            and not hasattr(block, "preconv")
+        ):
             _conv3d(block.postconv)
         else:
             raise UnsupportedDecoderError(f"split decoding does not support the block {type(block).__name__}")
@@ -286,8 +305,9 @@ def _meminfo_available() -> int:
     return 0
 
 
-def choose_decoding(autoencoder: torch.nn.Module, latent_shape: tuple[int, ...], device: torch.device,
-                    mode: str = "auto") -> tuple[str, int]:
+def choose_decoding(
+    autoencoder: torch.nn.Module, latent_shape: tuple[int, ...], device: torch.device, mode: str = "auto"
+) -> tuple[str, int]:
     """Pick ``"full"`` or ``"split"`` and a slab size from the free memory of ``device``.
 
     ``auto`` decodes in one piece when an estimated plain-decode peak fits in 80 % of the free

@@ -19,7 +19,7 @@ DEFAULT_TIMESTEP_SPACING = "leading"
 #: Spacing names and what each gives, for help texts (examples for 50 of 1000 training timesteps).
 TIMESTEP_SPACINGS = {
     "leading": "T // n apart down to 0: 980, 960, ..., 0 (the published model's sampler: MONAI GenerativeModels "
-               "and MONAI up to 1.5)",
+    "and MONAI up to 1.5)",
     "linspace": "evenly from T - 1 to 0, rounded: 999, 979, 958, ..., 0 (MONAI 1.6)",
     "trailing": "T / n apart from T - 1: 999, 979, ..., 19 (Lin et al. 2024)",
 }
@@ -34,8 +34,7 @@ def check_timestep_spacing(spacing: str) -> str:
         Naming the allowed spacings and the one received.
     """
     if spacing not in TIMESTEP_SPACINGS:
-        raise InvalidParameterError(f"timestep_spacing must be one of {', '.join(TIMESTEP_SPACINGS)} "
-                                    f"(got {spacing!r})")
+        raise InvalidParameterError(f"timestep_spacing must be one of {', '.join(TIMESTEP_SPACINGS)} (got {spacing!r})")
     return spacing
 
 

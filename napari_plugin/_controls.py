@@ -29,8 +29,14 @@ def covariate_control(spec: CovariateSpec, extrapolate: bool = False):
     low, high = (spec.denormalise(b) for b in EXTRAPOLATION_BOUNDS) if extrapolate else (spec.low, spec.high)
     value = spec.default if spec.default is not None else (spec.low + spec.high) / 2
     label = f"{spec.label} ({spec.unit})" if spec.unit else spec.label
-    return FloatSlider(name=spec.name, label=label, min=min(low, high), max=max(low, high),
-                       value=min(max(value, min(low, high)), max(low, high)), step=(high - low) / 200)
+    return FloatSlider(
+        name=spec.name,
+        label=label,
+        min=min(low, high),
+        max=max(low, high),
+        value=min(max(value, min(low, high)), max(low, high)),
+        step=(high - low) / 200,
+    )
 
 
 class ModelControls(Container):
@@ -104,9 +110,15 @@ class SamplingControls(Container):
         self.random_seed = PushButton(text="random seed")
         self.steps = SpinBox(label="steps", min=1, max=1000, value=default_steps)
         self.scheduler = ComboBox(label="scheduler", choices=list(SCHEDULERS), value=default_scheduler)
-        self.guidance = FloatSlider(label="guidance", min=1.0, max=GUIDANCE_SLIDER_MAX, step=0.25, value=1.0,
-                                    tooltip="classifier-free guidance: above 1 follows the covariates more closely "
-                                            "(models trained with conditioning dropout)")
+        self.guidance = FloatSlider(
+            label="guidance",
+            min=1.0,
+            max=GUIDANCE_SLIDER_MAX,
+            step=0.25,
+            value=1.0,
+            tooltip="classifier-free guidance: above 1 follows the covariates more closely "
+            "(models trained with conditioning dropout)",
+        )
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
         super().__init__(widgets=[self.seed, self.random_seed, self.steps, self.scheduler, self.guidance, self.device])
         self.random_seed.changed.connect(lambda _: setattr(self.seed, "value", random.randint(0, MAX_SEED)))
@@ -119,8 +131,12 @@ class SamplingControls(Container):
             self.guidance.enabled = model.config.null_condition is not None
 
     def options(self) -> dict[str, Any]:
-        return {"steps": int(self.steps.value), "scheduler": self.scheduler.value, "device": self.device.value,
-                "guidance": float(self.guidance.value)}
+        return {
+            "steps": int(self.steps.value),
+            "scheduler": self.scheduler.value,
+            "device": self.device.value,
+            "guidance": float(self.guidance.value),
+        }
 
 
 class RunControls(Container):
@@ -138,9 +154,17 @@ class RunControls(Container):
     def running(self) -> bool:
         return self.worker is not None
 
-    def start(self, function: Callable[..., Any], kwargs: dict[str, Any], total: int, *,
-              on_step: Callable[[Any], None], on_result: Callable[[Any], None], description: str,
-              per_step: Callable[[Any], Any] | None = None) -> Any:
+    def start(
+        self,
+        function: Callable[..., Any],
+        kwargs: dict[str, Any],
+        total: int,
+        *,
+        on_step: Callable[[Any], None],
+        on_result: Callable[[Any], None],
+        description: str,
+        per_step: Callable[[Any], Any] | None = None,
+    ) -> Any:
         """Run ``function(**kwargs, callback=...)`` in a generator worker that yields every step.
 
         ``per_step`` runs in the worker thread on each step's progress (e.g. a preview decode) and its

@@ -23,8 +23,9 @@ def explore(model: str | None = None, screenshot: str | Path | None = None, seed
     generate = GenerateWidget(viewer, model)
     viewer.window.add_dock_widget(generate, name="brainsynth: generate", area="right")
     traverse = viewer.window.add_dock_widget(TraverseWidget(viewer, model), name="brainsynth: traverse", area="right")
-    interpolate = viewer.window.add_dock_widget(InterpolateWidget(viewer, model), name="brainsynth: interpolate",
-                                                area="right")
+    interpolate = viewer.window.add_dock_widget(
+        InterpolateWidget(viewer, model), name="brainsynth: interpolate", area="right"
+    )
     viewer.window._qt_window.tabifyDockWidget(traverse, interpolate)
     if screenshot is None:
         napari.run()

@@ -41,8 +41,16 @@ class GenerateWidget(Container):
         self.decode_preview = CheckBox(text="decode the preview every step (slower)", value=False)
         self.resample_on_release = CheckBox(text="resample when a slider is released", value=False)
         self.run = RunControls("Generate")
-        super().__init__(widgets=[self.model_controls, self.sampling, self.live_preview, self.decode_preview,
-                                  self.resample_on_release, self.run])
+        super().__init__(
+            widgets=[
+                self.model_controls,
+                self.sampling,
+                self.live_preview,
+                self.decode_preview,
+                self.resample_on_release,
+                self.run,
+            ]
+        )
         self.last_result: SampleResult | None = None
         self.last_seconds: float | None = None
         self._started = 0.0
@@ -68,8 +76,15 @@ class GenerateWidget(Container):
         def with_preview(progress: StepProgress):  # runs in the worker thread
             return progress, (model.decode(progress.predicted_clean[:1])[0] if decode else None)
 
-        worker = self.run.start(model.sample, kwargs, kwargs["steps"], on_step=self._on_step,
-                                on_result=self._on_result, description="brainsynth sampling", per_step=with_preview)
+        worker = self.run.start(
+            model.sample,
+            kwargs,
+            kwargs["steps"],
+            on_step=self._on_step,
+            on_result=self._on_result,
+            description="brainsynth sampling",
+            per_step=with_preview,
+        )
         worker.finished.connect(self._remove_preview)
         return worker
 
@@ -128,4 +143,3 @@ class GenerateWidget(Container):
         """Stop sampling at the next step; the preview is removed and no layer is added."""
         self.run.cancel()
         self._remove_preview()
-

@@ -30,8 +30,13 @@ def read_nifti(path: str | list[str]) -> list[tuple[np.ndarray, dict[str, Any], 
             affine = full
         metadata = {"brainsynth": sidecar} if sidecar else {}
         low, high = np.percentile(volume, [0.5, 99.5]) if volume.size else (0.0, 1.0)
-        kwargs = {"name": _layer_name(Path(item)), "affine": affine, "metadata": metadata, "colormap": "gray",
-                  "contrast_limits": (float(low), float(max(high, low + 1e-6)))}
+        kwargs = {
+            "name": _layer_name(Path(item)),
+            "affine": affine,
+            "metadata": metadata,
+            "colormap": "gray",
+            "contrast_limits": (float(low), float(max(high, low + 1e-6))),
+        }
         layers.append((volume, kwargs, "image"))
     return layers
 

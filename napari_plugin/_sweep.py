@@ -29,8 +29,17 @@ class _SweepWidget(Container):
         self.run = RunControls(self.run_text)
         self.movie_path = FileEdit(label="movie", mode="w", filter="*.gif *.mp4", value="")
         self.export_button = PushButton(text="Export movie of the last sweep")
-        super().__init__(widgets=[self.model_controls, *controls, self.frames, self.sampling, self.run,
-                                  self.movie_path, self.export_button])
+        super().__init__(
+            widgets=[
+                self.model_controls,
+                *controls,
+                self.frames,
+                self.sampling,
+                self.run,
+                self.movie_path,
+                self.export_button,
+            ]
+        )
         self.last_layer = None
         self.model_controls.on_model(self.sampling.use_model_defaults)
         self.run.run_button.changed.connect(lambda _: self.start())
@@ -52,8 +61,14 @@ class _SweepWidget(Container):
 
         if model is None or self.run.running:
             return None
-        return self.run.start(function, kwargs, total, on_step=lambda p: setattr(
-            self.run.status, "value", f"step {p.step}/{p.total}"), on_result=add, description=name)
+        return self.run.start(
+            function,
+            kwargs,
+            total,
+            on_step=lambda p: setattr(self.run.status, "value", f"step {p.step}/{p.total}"),
+            on_result=add,
+            description=name,
+        )
 
     def export_movie(self, path: str | Path, fps: int = 4) -> Path | None:
         """Write the last sweep as a GIF or MP4: one 3D screenshot of the canvas per frame."""
@@ -110,8 +125,14 @@ class TraverseWidget(_SweepWidget):
         name = self.covariate.value
         values = [float(v) for v in np.linspace(self.start_value.value, self.stop_value.value, self.frames.value)]
         others = {k: v for k, v in self.model_controls.values().items() if k != name}
-        kwargs = {"covariate": name, "values": values, "seed": int(self.sampling.seed.value),
-                  "extrapolate": bool(self.model_controls.extrapolate.value), **self.sampling.options(), **others}
+        kwargs = {
+            "covariate": name,
+            "values": values,
+            "seed": int(self.sampling.seed.value),
+            "extrapolate": bool(self.model_controls.extrapolate.value),
+            **self.sampling.options(),
+            **others,
+        }
         spec = model.config.covariate(name)
         label = f"{name} {values[0]:g}-{values[-1]:g} {spec.unit} seed {kwargs['seed']}"
         return self._launch(model.traverse, kwargs, label, values)
@@ -147,8 +168,14 @@ class InterpolateWidget(_SweepWidget):
         if self.vary.value != "(none)":
             end[self.vary.value] = float(self.vary_to.value)
         frames = int(self.frames.value)
-        kwargs = {"seed_a": int(self.seed_a.value), "seed_b": int(self.seed_b.value), "frames": frames,
-                  "covariates_a": start, "covariates_b": end,
-                  "extrapolate": bool(self.model_controls.extrapolate.value), **self.sampling.options()}
+        kwargs = {
+            "seed_a": int(self.seed_a.value),
+            "seed_b": int(self.seed_b.value),
+            "frames": frames,
+            "covariates_a": start,
+            "covariates_b": end,
+            "extrapolate": bool(self.model_controls.extrapolate.value),
+            **self.sampling.options(),
+        }
         label = f"seed {kwargs['seed_a']} to {kwargs['seed_b']}"
         return self._launch(model.interpolate, kwargs, label, [round(t, 4) for t in np.linspace(0, 1, frames)])

@@ -37,11 +37,22 @@ def _free_port() -> int:
 
 
 def _write_notebook(folder: Path, model: str) -> Path:
-    cells = [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
-              "source": source.format(model=model)} for source in NOTEBOOK_CELLS]
-    notebook = {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                            "language": "python"}},
-                "nbformat": 4, "nbformat_minor": 5}
+    cells = [
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "execution_count": None,
+            "outputs": [],
+            "source": source.format(model=model),
+        }
+        for source in NOTEBOOK_CELLS
+    ]
+    notebook = {
+        "cells": cells,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     path = folder / "explorer.ipynb"
     path.write_text(json.dumps(notebook))
     return path
@@ -73,10 +84,22 @@ def run_explorer(model: str, folder: Path, screenshot: Path, *, timeout: float =
     _write_notebook(folder, model)
     port, token = _free_port(), secrets.token_hex(16)
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}", "--allow-root",
-         "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={folder}",
+            "--allow-root",
+            "--LabApp.expose_app_in_browser=True",
+            "--ServerApp.disable_check_xsrf=True",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1"},
     )
     report: dict = {}
     try:
@@ -86,11 +109,13 @@ def run_explorer(model: str, folder: Path, screenshot: Path, *, timeout: float =
             browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1200, "height": 1100})
             page.goto(f"{base}/lab/tree/explorer.ipynb?token={token}", timeout=timeout * 1000)
-            page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                                   " && window.jupyterapp.shell.currentWidget.sessionContext"
-                                   " && window.jupyterapp.shell.currentWidget.sessionContext.session"
-                                   " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
-                                   timeout=timeout * 1000)
+            page.wait_for_function(
+                "window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                " && window.jupyterapp.shell.currentWidget.sessionContext"
+                " && window.jupyterapp.shell.currentWidget.sessionContext.session"
+                " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
+                timeout=timeout * 1000,
+            )
             started = time.monotonic()
             page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
             button = page.locator("button.jupyter-button", has_text="Generate")
@@ -100,12 +125,15 @@ def run_explorer(model: str, folder: Path, screenshot: Path, *, timeout: float =
             button.click()
             status = page.locator(".widget-label", has_text="done in")
             status.wait_for(timeout=timeout * 1000)
-            page.wait_for_function("[...document.querySelectorAll('img.widget-image')].some(i => i.naturalWidth > 0)",
-                                   timeout=timeout * 1000)
+            page.wait_for_function(
+                "[...document.querySelectorAll('img.widget-image')].some(i => i.naturalWidth > 0)",
+                timeout=timeout * 1000,
+            )
             report["generate_seconds"] = time.monotonic() - clicked
             report["status"] = status.inner_text()
             report["image_width"] = page.evaluate(
-                "Math.max(...[...document.querySelectorAll('img.widget-image')].map(i => i.naturalWidth))")
+                "Math.max(...[...document.querySelectorAll('img.widget-image')].map(i => i.naturalWidth))"
+            )
             page.wait_for_timeout(500)
             page.screenshot(path=str(screenshot), full_page=False)
             browser.close()

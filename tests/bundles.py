@@ -38,7 +38,7 @@ _CONDITIONING = {
     "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
     "conditioning": "$torch.tensor([[@gender, @age, @ventricular_vol, @brain_vol]]).to(@device).unsqueeze(1)",
     "out_file": "$datetime.now().strftime('sample_%H%M%S_%d%m%Y') + '_' + str(@gender) + '_' + str(@age) + '_' "
-                "+ str(@ventricular_vol) + '_' + str(@brain_vol)",
+    "+ str(@ventricular_vol) + '_' + str(@brain_vol)",
 }
 
 
@@ -80,13 +80,13 @@ def model_zoo_config(steps: int = 50, noise_shape: tuple[int, ...] = (1, 3, 8, 8
         "network_def": "@autoencoder_def",
         "load_autoencoder_path": "$@model_dir + '/autoencoder.pt'",
         "load_autoencoder_func": "$@autoencoder_def.load_old_state_dict if bool(@load_old) else "
-                                 "@autoencoder_def.load_state_dict",
+        "@autoencoder_def.load_state_dict",
         "load_autoencoder": "$@load_autoencoder_func(torch.load(@load_autoencoder_path))",
         "autoencoder": "$@autoencoder_def.to(@device)",
         "diffusion_def": unet,
         "load_diffusion_path": "$@model_dir + '/model.pt'",
         "load_diffusion_func": "$@diffusion_def.load_old_state_dict if bool(@load_old) else "
-                               "@diffusion_def.load_state_dict",
+        "@diffusion_def.load_state_dict",
         "load_diffusion": "$@load_diffusion_func(torch.load(@load_diffusion_path))",
         "diffusion": "$@diffusion_def.to(@device)",
         "scheduler": _scheduler("monai"),
@@ -94,8 +94,12 @@ def model_zoo_config(steps: int = 50, noise_shape: tuple[int, ...] = (1, 3, 8, 8
         "set_timesteps": f"$@scheduler.set_timesteps(num_inference_steps={steps})",
         "sampler": {"_target_": "scripts.sampler.Sampler", "_requires_": "@set_timesteps"},
         "sample": "$@sampler.sampling_fn(@noise, @autoencoder, @diffusion, @scheduler, @conditioning)",
-        "saver": {"_target_": "SaveImage", "_requires_": "@create_output_dir", "output_dir": "@output_dir",
-                  "output_postfix": "@out_file"},
+        "saver": {
+            "_target_": "SaveImage",
+            "_requires_": "@create_output_dir",
+            "output_dir": "@output_dir",
+            "output_postfix": "@out_file",
+        },
         "run": "$@saver(@sample[0][0])",
     }
 
@@ -119,8 +123,11 @@ def generative_config(steps: int = 50, noise_shape: tuple[int, ...] = (1, 3, 8, 
         "set_timesteps": f"$@scheduler.set_timesteps(num_inference_steps={steps})",
         "sampler": {"_target_": "scripts.sampler.Sampler", "_requires_": "@set_timesteps"},
         "sample": "$@sampler.sampling_fn(@noise, @autoencoder, @diffusion, @scheduler, @conditioning)",
-        "saver": {"_target_": "scripts.saver.NiftiSaver", "_requires_": "@create_output_dir",
-                  "output_dir": "@output_dir"},
+        "saver": {
+            "_target_": "scripts.saver.NiftiSaver",
+            "_requires_": "@create_output_dir",
+            "output_dir": "@output_dir",
+        },
         "save_nii": "$@saver.save(@sample, @out_file)",
         "save": "$torch.save(@sample, @output_dir + '/' + @out_file + '.pt')",
     }
@@ -143,8 +150,12 @@ def write_layout(directory: Path, layout: str, autoencoder, unet, *, steps: int 
     for relative, network in zip(files, (autoencoder, unet), strict=True):
         torch.save(network.state_dict(), directory / relative)
         digest = hashlib.md5((directory / relative).read_bytes()).hexdigest() if with_md5 else ""
-        lines += [f'  - path: "{relative}"', f'    url: "{_URL}"', f'    hash_val: "{digest}"',
-                  f'    hash_type: "{"md5" if with_md5 else ""}"']
+        lines += [
+            f'  - path: "{relative}"',
+            f'    url: "{_URL}"',
+            f'    hash_val: "{digest}"',
+            f'    hash_type: "{"md5" if with_md5 else ""}"',
+        ]
     (directory / "large_files.yml").write_text("\n".join(lines) + "\n")
     (directory / "configs" / "inference.json").write_text(json.dumps(make_config(steps), indent=4) + "\n")
     return directory

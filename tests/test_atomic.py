@@ -24,8 +24,9 @@ time.sleep(600)
 
 def _start_writer(target):
     """A real process that has written a temporary file for ``target`` and is still running."""
-    process = subprocess.Popen([sys.executable, "-c", _HOLD_A_PART_FILE, str(target)], stdout=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_A_PART_FILE, str(target)], stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout.readline().strip() == "written"
     return process
 
@@ -71,8 +72,9 @@ def test_brain_and_sidecar_appear_together_or_not_at_all(model, tmp_path, monkey
 def _tmpfs(folder, options):
     """Mount a real small tmpfs at ``folder`` (root only); skip the test where that is not possible."""
     folder.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
-                          check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, check=False
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs ({options}) here: {done.stderr.decode().strip()}")
     return folder
@@ -112,8 +114,21 @@ def test_a_folder_in_the_way_is_refused_before_any_compute(model_dir, tmp_path, 
         raise AssertionError("the model was loaded before the output was checked")
 
     monkeypatch.setattr("brainsynth.cli.commands.load_model", no_compute)
-    assert main(["sample", "--model", str(model_dir), "--steps", "2", "--output", str(tmp_path / "brain.nii.gz"),
-                 "--overwrite"]) == 1
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(model_dir),
+                "--steps",
+                "2",
+                "--output",
+                str(tmp_path / "brain.nii.gz"),
+                "--overwrite",
+            ]
+        )
+        == 1
+    )
     assert f"{in_the_way}' is a folder" in capsys.readouterr().err
 
 
@@ -156,8 +171,10 @@ def test_a_read_only_folder_is_refused_before_any_compute(model_dir, read_only_f
 def test_a_full_disk_is_one_line_from_the_command_line(model_dir, full_disk, capsys):
     from brainsynth.cli import main
 
-    assert main(["sample", "--model", str(model_dir), "--steps", "2", "--quiet", "--output",
-                 str(full_disk / "brain.nii")]) == 1
+    assert (
+        main(["sample", "--model", str(model_dir), "--steps", "2", "--quiet", "--output", str(full_disk / "brain.nii")])
+        == 1
+    )
     error = capsys.readouterr().err.strip()
     assert f"cannot write or read {full_disk / 'brain.nii'}: No space left on device; no file was left" in error
     assert len(error.splitlines()) == 1

@@ -22,17 +22,36 @@ def test_ddim50_side_equals_the_reference_loop(trained_model):
 
 def test_benchmark_command_writes_json(trained_model, tmp_path):
     out = tmp_path / "bench.json"
-    process = subprocess.run([sys.executable, "-m", "brainsynth", "benchmark", "--model", str(trained_model),
-                              "--scheduler", "dpm-solver++", "--steps", "10", "--device", "cpu", "--json", str(out)],
-                             capture_output=True, text=True, timeout=300)
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "brainsynth",
+            "benchmark",
+            "--model",
+            str(trained_model),
+            "--scheduler",
+            "dpm-solver++",
+            "--steps",
+            "10",
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert process.returncode == 0, process.stderr
     assert "dpm-solver++ 10 steps" in process.stdout
     assert out.read_text().startswith("{")
 
 
 def test_batched_split_side_still_equals_the_reference(trained_model):
-    report = benchmark(str(trained_model), device="cpu", steps=50, scheduler="ddim", runs=1, batch_size=2,
-                       decoding="split")
+    report = benchmark(
+        str(trained_model), device="cpu", steps=50, scheduler="ddim", runs=1, batch_size=2, decoding="split"
+    )
     assert report["brainsynth"]["method"] == "ddim 50 steps (batch 2, split decoding)"
     assert report["difference_to_ddim50"]["max_abs"] < 1e-4
     assert report["brainsynth"]["brains_per_second"] > 0
@@ -40,9 +59,27 @@ def test_batched_split_side_still_equals_the_reference(trained_model):
 
 def test_solver_sweep_measures_quality_against_ddim50(trained_model, tmp_path):
     out = tmp_path / "sweep.json"
-    process = subprocess.run([sys.executable, "-m", "brainsynth", "benchmark", "--model", str(trained_model),
-                              "--sweep", "ddim:50,5;dpm-solver++:5", "--runs", "2", "--device", "cpu",
-                              "--json", str(out)], capture_output=True, text=True, timeout=300)
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "brainsynth",
+            "benchmark",
+            "--model",
+            str(trained_model),
+            "--sweep",
+            "ddim:50,5;dpm-solver++:5",
+            "--runs",
+            "2",
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert process.returncode == 0, process.stderr
     rows = json.loads(out.read_text())["sweep"]
     assert [(r["scheduler"], r["steps"]) for r in rows] == [("ddim", 50), ("ddim", 5), ("dpm-solver++", 5)]
@@ -52,8 +89,12 @@ def test_solver_sweep_measures_quality_against_ddim50(trained_model, tmp_path):
 
 
 def test_bad_sweep_is_refused_before_loading():
-    process = subprocess.run([sys.executable, "-m", "brainsynth", "benchmark", "--model", "nowhere",
-                              "--sweep", "euler:10"], capture_output=True, text=True, timeout=120)
+    process = subprocess.run(
+        [sys.executable, "-m", "brainsynth", "benchmark", "--model", "nowhere", "--sweep", "euler:10"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert process.returncode == 1
     assert "--sweep must look like" in process.stderr
 
@@ -62,15 +103,21 @@ def test_compile_mode_is_named_in_the_method_and_checked_by_the_command():
     from brainsynth.benchmark import _method
     from brainsynth.cli.parser import build_parser
 
-    assert _method("ddim", 20, 1, "bfloat16", "auto", "reduce-overhead") == \
-        "ddim 20 steps (bfloat16, compiled (reduce-overhead))"
+    assert (
+        _method("ddim", 20, 1, "bfloat16", "auto", "reduce-overhead")
+        == "ddim 20 steps (bfloat16, compiled (reduce-overhead))"
+    )
     assert _method("ddim", 20, 8, "float32", "auto", True) == "ddim 20 steps (batch 8, compiled)"
     parser = build_parser()
     assert parser.parse_args(["benchmark", "--compile"]).compile == "default"
     assert parser.parse_args(["benchmark", "--compile", "reduce-overhead"]).compile == "reduce-overhead"
     assert parser.parse_args(["benchmark"]).compile is False
-    process = subprocess.run([sys.executable, "-m", "brainsynth", "benchmark", "--compile", "fastest"],
-                             capture_output=True, text=True, timeout=120)
+    process = subprocess.run(
+        [sys.executable, "-m", "brainsynth", "benchmark", "--compile", "fastest"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert process.returncode == 2
     assert "--compile: invalid choice: 'fastest'" in process.stderr
 

@@ -111,20 +111,25 @@ def test_bundle_pickle_with_code_is_refused(bundle_dir, capsys):
 
 def _edit(section: str, key: str, value):
     """A change to configs/inference.json: ``section`` None edits a top-level key."""
+
     def change(config: dict) -> None:
         (config if section is None else config[section])[key] = value
+
     return change
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (_edit("diffusion_def", "channels", "$__import__('os').getcwd()"),
-         r"diffusion_def.channels is an expression"),
-        (_edit("diffusion_def", "attention_levels", [False, "$__import__('os').getcwd()"]),
-         r"diffusion_def.attention_levels\[1\] is an expression"),
-        (_edit(None, "load_diffusion_path", "$@model_dir + '/../../elsewhere.pt'"),
-         r"outside the bundle's models folder"),
+        (_edit("diffusion_def", "channels", "$__import__('os').getcwd()"), r"diffusion_def.channels is an expression"),
+        (
+            _edit("diffusion_def", "attention_levels", [False, "$__import__('os').getcwd()"]),
+            r"diffusion_def.attention_levels\[1\] is an expression",
+        ),
+        (
+            _edit(None, "load_diffusion_path", "$@model_dir + '/../../elsewhere.pt'"),
+            r"outside the bundle's models folder",
+        ),
         (_edit("autoencoder_def", "num_channels", [8, 16]), r"gives channels twice with different values"),
     ],
     ids=["expression", "expression-in-list", "weights-outside", "two-spellings"],

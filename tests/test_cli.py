@@ -27,23 +27,57 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def test_sample_writes_nifti_and_sidecar(model_dir, tmp_path):
     out = tmp_path / "brain.nii.gz"
-    process = run_cli("sample", "--model", model_dir, "--sex", "male", "--age", "70", "--ventricular-volume", "50",
-                      "--brain-volume", "1500", "--seed", "4", "--steps", "3", "--output", out)
+    process = run_cli(
+        "sample",
+        "--model",
+        model_dir,
+        "--sex",
+        "male",
+        "--age",
+        "70",
+        "--ventricular-volume",
+        "50",
+        "--brain-volume",
+        "1500",
+        "--seed",
+        "4",
+        "--steps",
+        "3",
+        "--output",
+        out,
+    )
     assert "wrote" in process.stdout
     assert "seed 4" in process.stdout
     sidecar = json.loads((tmp_path / "brain.json").read_text())
     assert sidecar["covariates"] == {"sex": "male", "age": 70.0, "ventricular_volume": 50.0, "brain_volume": 1500.0}
     assert sidecar["seed"] == 4
-    expected = brainsynth.load_model(model_dir).sample(sex="male", age=70, ventricular_volume=50, brain_volume=1500,
-                                                        seed=4, steps=3)
+    expected = brainsynth.load_model(model_dir).sample(
+        sex="male", age=70, ventricular_volume=50, brain_volume=1500, seed=4, steps=3
+    )
     np.testing.assert_array_equal(np.asarray(nib.load(out).dataobj), expected.volume)
 
 
 def test_bundle_samples_from_the_cli_like_the_api(layout_bundle, tmp_path):
     """Both public layouts of the published bundle, from the command line."""
     out = tmp_path / "bundle.nii.gz"
-    run_cli("sample", "--model", layout_bundle, "--sex", "1", "--age", "60", "--seed", "2", "--scheduler", "ddim",
-            "--device", "cpu", "--quiet", "--output", out)
+    run_cli(
+        "sample",
+        "--model",
+        layout_bundle,
+        "--sex",
+        "1",
+        "--age",
+        "60",
+        "--seed",
+        "2",
+        "--scheduler",
+        "ddim",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--output",
+        out,
+    )
     model = brainsynth.load_model(layout_bundle)
     expected = model.sample(noise=draw_noise(2, (3, 8, 8, 8)), sex="male", age=60)
     np.testing.assert_array_equal(np.asarray(nib.load(out).dataobj), expected.volume)
@@ -54,8 +88,20 @@ def test_bundle_samples_from_the_cli_like_the_api(layout_bundle, tmp_path):
 
 def test_timestep_spacing_from_the_cli(model_dir, tmp_path):
     out = tmp_path / "linspace.nii.gz"
-    run_cli("sample", "--model", model_dir, "--seed", "2", "--steps", "3", "--timestep-spacing", "linspace",
-            "--quiet", "--output", out)
+    run_cli(
+        "sample",
+        "--model",
+        model_dir,
+        "--seed",
+        "2",
+        "--steps",
+        "3",
+        "--timestep-spacing",
+        "linspace",
+        "--quiet",
+        "--output",
+        out,
+    )
     sidecar = json.loads((tmp_path / "linspace.json").read_text())
     assert sidecar["timestep_spacing"] == "linspace"
     assert sidecar["timesteps"] == [999, 500, 0]
@@ -66,29 +112,81 @@ def test_timestep_spacing_from_the_cli(model_dir, tmp_path):
 def test_same_seed_twice_gives_identical_data(model_dir, tmp_path):
     for name in ("a", "b", "c"):
         seed = "9" if name != "c" else "10"
-        run_cli("sample", "--model", model_dir, "--seed", seed, "--steps", "2", "-q",
-                "--output", tmp_path / f"{name}.nii")
+        run_cli(
+            "sample", "--model", model_dir, "--seed", seed, "--steps", "2", "-q", "--output", tmp_path / f"{name}.nii"
+        )
     a, b, c = (np.asarray(nib.load(tmp_path / f"{n}.nii").dataobj) for n in "abc")
     assert a.tobytes() == b.tobytes()
     assert not np.array_equal(a, c)
 
 
 def test_traverse_to_a_4d_file_and_to_a_folder(model_dir, tmp_path):
-    run_cli("traverse", "--model", model_dir, "--covariate", "age", "--values", "50,60,70", "--seed", "1",
-            "--steps", "2", "-q", "--output", tmp_path / "sweep.nii.gz")
+    run_cli(
+        "traverse",
+        "--model",
+        model_dir,
+        "--covariate",
+        "age",
+        "--values",
+        "50,60,70",
+        "--seed",
+        "1",
+        "--steps",
+        "2",
+        "-q",
+        "--output",
+        tmp_path / "sweep.nii.gz",
+    )
     assert nib.load(tmp_path / "sweep.nii.gz").shape == (16, 16, 16, 3)
     frames = json.loads((tmp_path / "sweep.json").read_text())["frames"]
     assert [f["covariates"]["age"] for f in frames] == [50.0, 60.0, 70.0]
-    run_cli("traverse", "--model", model_dir, "--covariate", "ventricular_volume", "--start", "10", "--stop", "150",
-            "--frames", "2", "--steps", "2", "-q", "--output", tmp_path / "frames")
+    run_cli(
+        "traverse",
+        "--model",
+        model_dir,
+        "--covariate",
+        "ventricular_volume",
+        "--start",
+        "10",
+        "--stop",
+        "150",
+        "--frames",
+        "2",
+        "--steps",
+        "2",
+        "-q",
+        "--output",
+        tmp_path / "frames",
+    )
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [
-        "brain_000.json", "brain_000.nii.gz", "brain_001.json", "brain_001.nii.gz"
+        "brain_000.json",
+        "brain_000.nii.gz",
+        "brain_001.json",
+        "brain_001.nii.gz",
     ]
 
 
 def test_interpolate_between_seeds_and_covariates(model_dir, tmp_path):
-    run_cli("interpolate", "--model", model_dir, "--seed-a", "1", "--seed-b", "2", "--frames", "3", "--age", "50",
-            "--age-b", "80", "--steps", "2", "-q", "--output", tmp_path / "morph.nii.gz")
+    run_cli(
+        "interpolate",
+        "--model",
+        model_dir,
+        "--seed-a",
+        "1",
+        "--seed-b",
+        "2",
+        "--frames",
+        "3",
+        "--age",
+        "50",
+        "--age-b",
+        "80",
+        "--steps",
+        "2",
+        "-q",
+        "--output",
+        tmp_path / "morph.nii.gz",
+    )
     sidecar = json.loads((tmp_path / "morph.json").read_text())
     assert [round(f["covariates"]["age"]) for f in sidecar["frames"]] == [50, 65, 80]
     assert [f["noise"]["t"] for f in sidecar["frames"]] == [0.0, 0.5, 1.0]
@@ -133,8 +231,19 @@ def test_user_errors_are_one_line_without_traceback(model_dir, tmp_path, extra, 
 
 
 def test_extrapolation_from_the_cli_is_recorded(model_dir, tmp_path):
-    run_cli("sample", "--model", model_dir, "--age", "95", "--extrapolate", "--steps", "2", "-q",
-            "--output", tmp_path / "old.nii.gz")
+    run_cli(
+        "sample",
+        "--model",
+        model_dir,
+        "--age",
+        "95",
+        "--extrapolate",
+        "--steps",
+        "2",
+        "-q",
+        "--output",
+        tmp_path / "old.nii.gz",
+    )
     assert json.loads((tmp_path / "old.json").read_text())["extrapolated"] == ["age"]
 
 
@@ -151,8 +260,9 @@ def test_output_errors(model_dir, tmp_path):
     process = run_cli("sample", "--model", tmp_path / "nowhere", "--output", tmp_path / "y.nii.gz", check=False)
     assert process.returncode == 1
     assert "model must be one of demo, ukb" in process.stderr
-    process = run_cli("sample", "--model", model_dir, "--scheduler", "euler", "--output", tmp_path / "z.nii",
-                      check=False)
+    process = run_cli(
+        "sample", "--model", model_dir, "--scheduler", "euler", "--output", tmp_path / "z.nii", check=False
+    )
     assert process.returncode == 2
     assert "invalid choice: 'euler'" in process.stderr
 
@@ -210,29 +320,65 @@ def test_downloaded_bundle_is_found_by_model_ukb(monkeypatch, tmp_path, old_netw
     assert sorted(p.name for p in bundles.iterdir()) == ["brain_image_synthesis_latent_diffusion_model"]
     model = brainsynth.load_model("ukb")
     assert model.weight_hashes["unet"]["file"] == "models/model.pt"
-    assert main(["sample", "--model", "ukb", "--steps", "2", "--seed", "1", "--output",
-                 str(tmp_path / "brain.nii.gz"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                "ukb",
+                "--steps",
+                "2",
+                "--seed",
+                "1",
+                "--output",
+                str(tmp_path / "brain.nii.gz"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert main(["download", "ukb"]) == 1
     assert "already exists; remove it to download" in capsys.readouterr().err
-
 
 
 def test_model_builder_commands_end_to_end(tmp_path):
     """cohort -> train autoencoder -> train diffusion -> sample -> export, as a model builder runs them."""
     cohort, autoencoder, model = tmp_path / "cohort", tmp_path / "ae", tmp_path / "ldm"
-    printed = run_cli("cohort", "--n", "3", "--spacing", "8", "--seed", "1", "--output", cohort,
-                      "--png", tmp_path / "cohort.png", "-q").stdout
+    printed = run_cli(
+        "cohort",
+        "--n",
+        "3",
+        "--spacing",
+        "8",
+        "--seed",
+        "1",
+        "--output",
+        cohort,
+        "--png",
+        tmp_path / "cohort.png",
+        "-q",
+    ).stdout
     assert "wrote 3 subjects" in printed
     assert (tmp_path / "cohort.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     run_cli("train", "autoencoder", "--data", cohort, "--config", "tiny", "--output", autoencoder, "-q")
-    run_cli("train", "diffusion", "--data", cohort, "--autoencoder", autoencoder, "--config", "tiny",
-            "--output", model, "-q")
+    run_cli(
+        "train",
+        "diffusion",
+        "--data",
+        cohort,
+        "--autoencoder",
+        autoencoder,
+        "--config",
+        "tiny",
+        "--output",
+        model,
+        "-q",
+    )
     run_cli("sample", "--model", model, "--age", "75", "--seed", "2", "-q", "--output", tmp_path / "b.nii.gz")
     assert nib.load(tmp_path / "b.nii.gz").shape == (20, 28, 20)
     run_cli("export", "--model", model, "--format", "monai-bundle", "--output", tmp_path / "bundle")
     assert (tmp_path / "bundle" / "models" / "model.pt").is_file()
-    again = run_cli("train", "autoencoder", "--data", cohort, "--config", "tiny", "--output", autoencoder,
-                    check=False)
+    again = run_cli("train", "autoencoder", "--data", cohort, "--config", "tiny", "--output", autoencoder, check=False)
     assert again.returncode == 1
     assert "already holds files" in again.stderr
 
@@ -258,7 +404,11 @@ def test_progress_bar_shows_the_decode_as_its_own_stage(capsys):
 def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
     """``brainsynth info | head``: no error message and no traceback when the pipe closes (here the reader
     exits before the command writes anything, so the write always meets a closed pipe)."""
-    done = subprocess.run(["bash", "-c", f"{sys.executable} -m brainsynth info | true; exit ${{PIPESTATUS[0]}}"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m brainsynth info | true; exit ${{PIPESTATUS[0]}}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.stderr.strip() == ""
     assert done.returncode == 1

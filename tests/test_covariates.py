@@ -17,8 +17,9 @@ def test_ukb_normalisation_matches_reference_ranges():
         UKB_COVARIATES, {"sex": "male", "age": 82, "ventricular_volume": 6.99568, "brain_volume": 1793.91}
     )
     assert resolved.normalised == pytest.approx((1.0, 1.0, 0.0, 1.0))
-    mid = resolve_covariates(UKB_COVARIATES, {"sex": "female", "age": 63, "ventricular_volume": 89.185,
-                                              "brain_volume": 1469.075})
+    mid = resolve_covariates(
+        UKB_COVARIATES, {"sex": "female", "age": 63, "ventricular_volume": 89.185, "brain_volume": 1469.075}
+    )
     assert mid.normalised == pytest.approx((0.0, 0.5, 0.5, 0.5), abs=1e-4)
     assert mid.real["sex"] == "female"
 

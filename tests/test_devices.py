@@ -12,16 +12,19 @@ def test_cpu_is_always_available_and_last():
     assert resolve_device("cpu") == torch.device("cpu")
 
 
-@pytest.mark.parametrize(("precision", "cudnn", "torch_version", "expected"), [
-    ("bfloat16", 91002, "2.8.0", ["pytorch/issues/163539"]),   # wrong values in 9.8 to 9.12
-    ("bfloat16", 91300, "2.10.0", []),                          # fixed in 9.13
-    ("bfloat16", 91400, "2.9.1", ["pytorch/issues/166643"]),    # memory regression of torch 2.9 before 9.15
-    ("bfloat16", 91000, "2.9.0", ["pytorch/issues/163539", "pytorch/issues/166643"]),
-    ("bfloat16", 91501, "2.9.1", []),
-    ("float16", 91002, "2.9.0", []),                            # float16 is not affected
-    ("float32", 91002, "2.9.0", []),
-    ("bfloat16", 90701, "2.8.0", []),
-])
+@pytest.mark.parametrize(
+    ("precision", "cudnn", "torch_version", "expected"),
+    [
+        ("bfloat16", 91002, "2.8.0", ["pytorch/issues/163539"]),  # wrong values in 9.8 to 9.12
+        ("bfloat16", 91300, "2.10.0", []),  # fixed in 9.13
+        ("bfloat16", 91400, "2.9.1", ["pytorch/issues/166643"]),  # memory regression of torch 2.9 before 9.15
+        ("bfloat16", 91000, "2.9.0", ["pytorch/issues/163539", "pytorch/issues/166643"]),
+        ("bfloat16", 91501, "2.9.1", []),
+        ("float16", 91002, "2.9.0", []),  # float16 is not affected
+        ("float32", 91002, "2.9.0", []),
+        ("bfloat16", 90701, "2.8.0", []),
+    ],
+)
 def test_known_low_precision_issues_match_their_versions(precision, cudnn, torch_version, expected):
     issues = low_precision_issues(precision, cudnn_version=cudnn, torch_version=torch_version)
     assert len(issues) == len(expected)

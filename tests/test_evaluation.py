@@ -79,8 +79,9 @@ def test_report_holds_every_measurement(trained_model, tmp_path):
 
 def test_sweep_spreads_one_covariate_over_the_real_range(trained_model, tmp_path):
     model = brainsynth.load_model(trained_model)
-    report = evaluate_model(model, tmp_path / "report", n=3, device="cpu", fidelity="sweep",
-                            covariates=["ventricular_volume"])
+    report = evaluate_model(
+        model, tmp_path / "report", n=3, device="cpu", fidelity="sweep", covariates=["ventricular_volume"]
+    )
     (item,) = report.fidelity
     with open(tmp_path / "report" / "held_out_cohort" / "participants.tsv", newline="") as stream:
         recorded = [float(row["ventricular_volume_ml"]) for row in csv.DictReader(stream, delimiter="\t")][:3]

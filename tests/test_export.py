@@ -47,11 +47,14 @@ def test_export_never_overwrites_unless_asked(model, tmp_path):
         export_bundle(model, tmp_path / "missing" / "bundle")
 
 
-@pytest.mark.parametrize(("section", "key", "value"), [
-    ("noise_schedule", "schedule", "$__import__('os').system('touch {marker}')"),
-    ("unet", "attention_levels", [False, "$__import__('os').system('touch {marker}')"]),
-    ("autoencoder", "channels", "@something_else"),
-])
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("noise_schedule", "schedule", "$__import__('os').system('touch {marker}')"),
+        ("unet", "attention_levels", [False, "$__import__('os').system('touch {marker}')"]),
+        ("autoencoder", "channels", "@something_else"),
+    ],
+)
 def test_model_json_with_code_in_its_settings_is_refused(model_dir, tmp_path, section, key, value):
     """Such a model would carry the code into every bundle exported from it."""
     marker = tmp_path / "code-ran"
@@ -77,8 +80,12 @@ def test_export_never_replaces_its_own_model_or_what_is_not_a_bundle(model_dir, 
     from brainsynth.cli import main
 
     model_json = (model_dir / "model.json").read_text()
-    assert main(["export", "--model", str(model_dir), "--format", "monai-bundle", "--output", str(model_dir),
-                 "--overwrite"]) == 1
+    assert (
+        main(
+            ["export", "--model", str(model_dir), "--format", "monai-bundle", "--output", str(model_dir), "--overwrite"]
+        )
+        == 1
+    )
     assert (model_dir / "model.json").read_text() == model_json
     other = tmp_path / "other"
     other.mkdir()

@@ -17,8 +17,9 @@ from brainsynth.generate import generate_dataset, parse_shard
 @pytest.fixture
 def table(tmp_path):
     path = tmp_path / "wanted.tsv"
-    path.write_text("id\tsex\tage\tventricular_volume\tseed\n"
-                    "a\tfemale\t50\t20\t7\nb\tmale\t70\t80\t8\nc\tmale\t80\t150\t9\n")
+    path.write_text(
+        "id\tsex\tage\tventricular_volume\tseed\na\tfemale\t50\t20\t7\nb\tmale\t70\t80\t8\nc\tmale\t80\t150\t9\n"
+    )
     return path
 
 
@@ -31,7 +32,8 @@ def test_rows_become_files_that_equal_single_samples(model, table, tmp_path):
     assert sidecar["covariates"]["ventricular_volume"] == 80.0
     assert sidecar["seed"] == 8
     assert (tmp_path / "out" / "covariates.tsv").read_text().splitlines()[0] == (
-        "id\tseed\tsex\tage\tventricular_volume\tbrain_volume")
+        "id\tseed\tsex\tage\tventricular_volume\tbrain_volume"
+    )
 
 
 def test_generation_resumes_and_shards(model, tmp_path):
@@ -64,9 +66,28 @@ def test_generation_bad_input(model, table, tmp_path):
 
 def test_generate_command(model_dir, table, tmp_path):
     out = tmp_path / "cli"
-    process = subprocess.run([sys.executable, "-m", "brainsynth", "generate", "--model", str(model_dir),
-                              "--covariates", str(table), "--steps", "2", "--shard", "1/1", "-q",
-                              "--output", str(out)], capture_output=True, text=True, timeout=300)
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "brainsynth",
+            "generate",
+            "--model",
+            str(model_dir),
+            "--covariates",
+            str(table),
+            "--steps",
+            "2",
+            "--shard",
+            "1/1",
+            "-q",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert process.returncode == 0, process.stderr
     assert "wrote 3, skipped 0 already done (of 3 rows)" in process.stdout
     assert sorted(p.name for p in out.glob("*.nii.gz")) == ["a.nii.gz", "b.nii.gz", "c.nii.gz"]
@@ -90,10 +111,13 @@ def test_ids_must_be_plain_file_names(model, tmp_path, identifier):
     assert not (tmp_path / "escaped.nii.gz").exists()
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"batch_size": 0}, r"batch_size must be a positive integer \(got 0\)"),
-    ({"n": 0}, r"give n \(a positive number of brains\)"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_size": 0}, r"batch_size must be a positive integer \(got 0\)"),
+        ({"n": 0}, r"give n \(a positive number of brains\)"),
+    ],
+)
 def test_generation_settings_are_one_line_errors(model, tmp_path, kwargs, message):
     with pytest.raises(brainsynth.InvalidParameterError, match=message):
         generate_dataset(model, tmp_path / "out", **{"n": 2, **kwargs})

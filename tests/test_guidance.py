@@ -48,11 +48,14 @@ def test_guidance_scale_1_is_plain_sampling_and_the_default_comes_from_the_model
     assert (one.volumes == plain.volumes).all()
 
 
-@pytest.mark.parametrize(("guidance", "message"), [
-    (0.5, r"guidance must be a number from 1 to 20 \(got 0.5\)"),
-    ("2", r"guidance must be a number from 1 to 20 \(got '2'\)"),
-    (25.0, r"guidance must be a number from 1 to 20 \(got 25.0\)"),
-])
+@pytest.mark.parametrize(
+    ("guidance", "message"),
+    [
+        (0.5, r"guidance must be a number from 1 to 20 \(got 0.5\)"),
+        ("2", r"guidance must be a number from 1 to 20 \(got '2'\)"),
+        (25.0, r"guidance must be a number from 1 to 20 \(got 25.0\)"),
+    ],
+)
 def test_bad_guidance_is_refused(guidance, message):
     with pytest.raises(InvalidParameterError, match=message):
         tiny_model(null_condition=-1.0).sample(seed=0, steps=2, guidance=guidance)
@@ -75,8 +78,9 @@ def test_guidance_settings_survive_the_model_file():
 
 
 def test_training_with_conditioning_dropout_makes_a_guidable_model(cohort_dir, trained_autoencoder, tmp_path):
-    config = write_training_config(tmp_path / "c.json", diffusion={"steps": 4, "conditioning_dropout": 0.5,
-                                                                   "sampling_guidance": 2.0})
+    config = write_training_config(
+        tmp_path / "c.json", diffusion={"steps": 4, "conditioning_dropout": 0.5, "sampling_guidance": 2.0}
+    )
     run = train_diffusion(cohort_dir, trained_autoencoder, config, tmp_path / "run", device="cpu", quiet=True)
     model = brainsynth.load_model(run)
     assert model.config.null_condition == -1.0
@@ -84,32 +88,50 @@ def test_training_with_conditioning_dropout_makes_a_guidable_model(cohort_dir, t
     assert model.sample(seed=0, steps=2, device="cpu").settings["guidance"] == 2.0
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"sampling_guidance": 2.0}, "sampling_guidance other than 1 needs diffusion.conditioning_dropout above 0"),
-    ({"sampling_guidance": 0.5, "conditioning_dropout": 0.1}, r"sampling_guidance must be from 1 to 20 \(got 0.5\)"),
-    ({"conditioning_dropout": 1.0}, r"conditioning_dropout must be from 0 to below 1 \(got 1.0\)"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"sampling_guidance": 2.0}, "sampling_guidance other than 1 needs diffusion.conditioning_dropout above 0"),
+        (
+            {"sampling_guidance": 0.5, "conditioning_dropout": 0.1},
+            r"sampling_guidance must be from 1 to 20 \(got 0.5\)",
+        ),
+        ({"conditioning_dropout": 1.0}, r"conditioning_dropout must be from 0 to below 1 \(got 1.0\)"),
+    ],
+)
 def test_bad_guidance_training_settings_are_refused(tmp_path, changes, message):
     with pytest.raises(InvalidParameterError, match=message):
         load_training_config(write_training_config(tmp_path / "c.json", diffusion=changes))
 
 
 def test_fine_tuning_starts_from_the_given_model(cohort_dir, trained_autoencoder, trained_model, tmp_path):
-    config = write_training_config(tmp_path / "c.json", diffusion={"steps": 1, "lr": 1e-12, "warmup_steps": 1,
-                                                                   "conditioning_dropout": 0.2})
-    run = train_diffusion(cohort_dir, trained_autoencoder, config, tmp_path / "tuned", device="cpu", quiet=True,
-                          init_from=trained_model)
+    config = write_training_config(
+        tmp_path / "c.json", diffusion={"steps": 1, "lr": 1e-12, "warmup_steps": 1, "conditioning_dropout": 0.2}
+    )
+    run = train_diffusion(
+        cohort_dir, trained_autoencoder, config, tmp_path / "tuned", device="cpu", quiet=True, init_from=trained_model
+    )
     start, tuned = brainsynth.load_model(trained_model).unet.state_dict(), brainsynth.load_model(run).unet.state_dict()
     assert all(torch.allclose(start[k], tuned[k], atol=1e-6) for k in start)
     assert '"init_from"' in (run / "run.json").read_text()
 
 
 def test_fine_tuning_refuses_a_model_of_other_settings(cohort_dir, trained_autoencoder, trained_model, tmp_path):
-    config = write_training_config(tmp_path / "c.json", diffusion={"steps": 1, "network": {
-        **load_training_config("tiny").diffusion.network, "channels": [8, 8]}})
+    config = write_training_config(
+        tmp_path / "c.json",
+        diffusion={"steps": 1, "network": {**load_training_config("tiny").diffusion.network, "channels": [8, 8]}},
+    )
     with pytest.raises(InvalidParameterError, match=r"init_from '.*' cannot start this run: its U-Net settings"):
-        train_diffusion(cohort_dir, trained_autoencoder, config, tmp_path / "tuned", device="cpu", quiet=True,
-                        init_from=trained_model)
+        train_diffusion(
+            cohort_dir,
+            trained_autoencoder,
+            config,
+            tmp_path / "tuned",
+            device="cpu",
+            quiet=True,
+            init_from=trained_model,
+        )
     with pytest.raises(InvalidParameterError, match=r"init_from must be a model name or folder \(got '/nowhere'"):
-        train_diffusion(cohort_dir, trained_autoencoder, "tiny", tmp_path / "other", device="cpu", quiet=True,
-                        init_from="/nowhere")
+        train_diffusion(
+            cohort_dir, trained_autoencoder, "tiny", tmp_path / "other", device="cpu", quiet=True, init_from="/nowhere"
+        )

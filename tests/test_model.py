@@ -23,9 +23,20 @@ def test_sample_returns_volume_affine_covariates_and_settings(model):
     assert result.covariates[0]["age"] == 70.0
     assert result.covariates_normalised[0]["age"] == pytest.approx((70 - 44) / 38)
     assert result.seeds == (3,)
-    assert result.settings == {"steps": 4, "scheduler": "ddim", "eta": 0.0, "device": "cpu", "batch_size": 1,
-                               "precision": "float32", "weight_dtype": "float32", "guidance": 1.0, "decoding": "full",
-                               "compiled": None, "timestep_spacing": "leading", "timesteps": [750, 500, 250, 0]}
+    assert result.settings == {
+        "steps": 4,
+        "scheduler": "ddim",
+        "eta": 0.0,
+        "device": "cpu",
+        "batch_size": 1,
+        "precision": "float32",
+        "weight_dtype": "float32",
+        "guidance": 1.0,
+        "decoding": "full",
+        "compiled": None,
+        "timestep_spacing": "leading",
+        "timesteps": [750, 500, 250, 0],
+    }
     assert result.provenance["model"] == "tiny"
     assert result.latents.shape == (1, 3, 8, 8, 8)
 
@@ -69,8 +80,9 @@ def test_conditioning_changes_the_brain(model):
     assert np.abs(young - old).max() > 1e-4
 
 
-@pytest.mark.parametrize(("scheduler", "steps"), [("ddim", 5), ("ddpm", 5), ("pndm", 5), ("dpm-solver++", 5),
-                                                 ("unipc", 5)])
+@pytest.mark.parametrize(
+    ("scheduler", "steps"), [("ddim", 5), ("ddpm", 5), ("pndm", 5), ("dpm-solver++", 5), ("unipc", 5)]
+)
 def test_every_scheduler_is_deterministic_per_seed(model, scheduler, steps):
     a = model.sample(seed=4, steps=steps, scheduler=scheduler)
     b = model.sample(seed=4, steps=steps, scheduler=scheduler)
@@ -164,8 +176,10 @@ STORED_LATENT_CORNER = [6.249740123748779, -21.695404052734375, 7.95536756515502
         ({"eta": 2.0}, r"eta must be a number between 0 and 1 \(got 2.0\)"),
         ({"eta": 0.5, "scheduler": "pndm"}, r"eta applies to the ddim scheduler only"),
         ({"timestep_spacing": "even"}, r"timestep_spacing must be one of leading, linspace, trailing \(got 'even'\)"),
-        ({"timestep_spacing": "linspace", "scheduler": "dpm-solver++"},
-         r"timestep_spacing applies to the ddim and ddpm schedulers only; dpm-solver\+\+ lists its own"),
+        (
+            {"timestep_spacing": "linspace", "scheduler": "dpm-solver++"},
+            r"timestep_spacing applies to the ddim and ddpm schedulers only; dpm-solver\+\+ lists its own",
+        ),
         ({"batch_size": 0}, r"batch_size must be a positive integer \(got 0\)"),
         ({"precision": "int8"}, r"precision must be one of float32, bfloat16, float16 or auto \(got 'int8'\)"),
         ({"precision": "float16", "device": "cpu"}, r"precision float16 needs a GPU; use bfloat16 on the CPU"),

@@ -16,7 +16,10 @@ from tests.tiny import tiny_config
 
 def test_round_trip_gives_the_same_brains(model, model_dir):
     assert sorted(p.name for p in model_dir.iterdir()) == [
-        "README.md", "autoencoder.safetensors", "model.json", "unet.safetensors"
+        "README.md",
+        "autoencoder.safetensors",
+        "model.json",
+        "unet.safetensors",
     ]
     loaded = brainsynth.load_model(model_dir)
     assert loaded.config == model.config
@@ -94,8 +97,9 @@ def test_ukb_is_found_in_the_cache(tmp_path, monkeypatch, old_networks):
     from tests.bundles import write_layout
 
     monkeypatch.setenv("BRAINSYNTH_HOME", str(tmp_path / "home"))
-    write_layout(tmp_path / "home" / "bundles" / "brain_image_synthesis_latent_diffusion_model", "model-zoo",
-                 *old_networks)
+    write_layout(
+        tmp_path / "home" / "bundles" / "brain_image_synthesis_latent_diffusion_model", "model-zoo", *old_networks
+    )
     model = brainsynth.load_model("ukb")
     assert model.name == "ukb"
 
@@ -119,8 +123,13 @@ def test_saving_the_same_weights_gives_the_same_bytes(tmp_path, model):
 
     digests = {hash_file(save_model_dir(model, tmp_path / f"here{run}") / "unet.safetensors") for run in range(10)}
     for run in range(2):
-        done = subprocess.run([sys.executable, "-c", _SAVE_SCRIPT, str(tmp_path / f"there{run}")], check=True,
-                              capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "random"})
+        done = subprocess.run(
+            [sys.executable, "-c", _SAVE_SCRIPT, str(tmp_path / f"there{run}")],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": "random"},
+        )
         digests.add(done.stdout.strip())
     assert len(digests) == 1
 
@@ -131,8 +140,12 @@ def test_deterministic_safetensors_read_back_with_every_type():
     from brainsynth.weights import safetensors_bytes
 
     tensors = {
-        "b.float": torch.randn(3, 2), "a.half": torch.randn(4).half(), "c.bf16": torch.randn(2, 2).bfloat16(),
-        "d.long": torch.arange(5), "e.bool": torch.tensor([True, False]), "f.scalar": torch.tensor(2.5),
+        "b.float": torch.randn(3, 2),
+        "a.half": torch.randn(4).half(),
+        "c.bf16": torch.randn(2, 2).bfloat16(),
+        "d.long": torch.arange(5),
+        "e.bool": torch.tensor([True, False]),
+        "f.scalar": torch.tensor(2.5),
         "g.strided": torch.randn(4, 4).t(),
     }
     loaded = load(safetensors_bytes(tensors, {"network": "unet", "format": "pt"}))
@@ -161,10 +174,13 @@ def test_weights_that_are_not_finite_floats_are_refused(model_dir, damage):
         brainsynth.load_model(folder)
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("scale_factor", float("nan"), r"scale_factor must be a positive number \(got nan\)"),
-    ("image_shape", [32, 32, 32], r"image_shape is \(32, 32, 32\) but the autoencoder decodes"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("scale_factor", float("nan"), r"scale_factor must be a positive number \(got nan\)"),
+        ("image_shape", [32, 32, 32], r"image_shape is \(32, 32, 32\) but the autoencoder decodes"),
+    ],
+)
 def test_configurations_that_would_sample_garbage_are_refused(model_dir, field, value, message):
     manifest = json.loads((model_dir / "model.json").read_text())
     manifest["config"][field] = value

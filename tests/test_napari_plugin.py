@@ -37,8 +37,9 @@ def _not_blank(image):
 
 
 def test_manifest_is_valid_and_imports():
-    process = subprocess.run([sys.executable, "-m", "npe2", "validate", "--imports", "brainsynth"],
-                             capture_output=True, text=True)
+    process = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "--imports", "brainsynth"], capture_output=True, text=True
+    )
     assert process.returncode == 0, process.stdout + process.stderr
     assert "valid" in process.stdout
 
@@ -180,8 +181,12 @@ def test_explore_screenshot_writes_a_picture(trained_model, tmp_path):
     from PIL import Image
 
     path = tmp_path / "explore.png"
-    process = subprocess.run([sys.executable, "-m", "brainsynth", "explore", "--model", str(trained_model),
-                              "--screenshot", str(path)], capture_output=True, text=True, timeout=300)
+    process = subprocess.run(
+        [sys.executable, "-m", "brainsynth", "explore", "--model", str(trained_model), "--screenshot", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert process.returncode == 0, process.stderr[-2000:]
     assert _not_blank(Image.open(path))
 

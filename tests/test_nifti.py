@@ -35,8 +35,19 @@ def test_sidecar_records_how_the_brain_was_made(result, tmp_path):
     assert sidecar["covariates"] == {"sex": "male", "age": 75.0, "ventricular_volume": 40.0, "brain_volume": 1404.0}
     assert sidecar["covariates_normalised"]["sex"] == 1.0
     assert sidecar["seed"] == 8
-    for key in ("steps", "scheduler", "eta", "model", "weights", "brainsynth_version", "device", "time_taken_s",
-                "extrapolated", "affine", "dtype"):
+    for key in (
+        "steps",
+        "scheduler",
+        "eta",
+        "model",
+        "weights",
+        "brainsynth_version",
+        "device",
+        "time_taken_s",
+        "extrapolated",
+        "affine",
+        "dtype",
+    ):
         assert key in sidecar, key
     assert sidecar["steps"] == 3
     assert sidecar["scheduler"] == "ddim"

@@ -39,8 +39,9 @@ def _authors_scheduler(steps: int):
     _import_old_classes()
     from generative.networks.schedulers import DDIMScheduler
 
-    scheduler = DDIMScheduler(num_train_timesteps=1000, schedule="scaled_linear_beta", beta_start=0.0015,
-                              beta_end=0.0205, clip_sample=False)
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000, schedule="scaled_linear_beta", beta_start=0.0015, beta_end=0.0205, clip_sample=False
+    )
     scheduler.set_timesteps(num_inference_steps=steps)
     return scheduler
 
@@ -61,8 +62,10 @@ def test_ddim_matches_the_authors_loop_with_their_networks_and_scheduler(layout_
     noise = draw_noise(5, (3, 8, 8, 8))
     ours = model.sample(covariates, noise=noise, steps=steps, scheduler="ddim", device="cpu", precision="float32")
 
-    normalised = [spec.normalise(1.0 if spec.name == "sex" else value)
-                  for spec, value in zip(UKB_COVARIATES, covariates.values(), strict=True)]
+    normalised = [
+        spec.normalise(1.0 if spec.name == "sex" else value)
+        for spec, value in zip(UKB_COVARIATES, covariates.values(), strict=True)
+    ]
     conditioning = torch.tensor([[normalised]], dtype=torch.float32)
     old_autoencoder, old_unet = old_networks
     expected = reference_sample(noise[None], old_autoencoder, old_unet, _authors_scheduler(steps), conditioning)
@@ -105,8 +108,9 @@ def test_ddpm_over_every_timestep_equals_monai_ddpm():
     from monai.networks.schedulers import DDPMScheduler
 
     schedule = NoiseSchedule()
-    theirs = DDPMScheduler(num_train_timesteps=1000, schedule="scaled_linear_beta", beta_start=0.0015,
-                           beta_end=0.0205, clip_sample=False)
+    theirs = DDPMScheduler(
+        num_train_timesteps=1000, schedule="scaled_linear_beta", beta_start=0.0015, beta_end=0.0205, clip_sample=False
+    )
     theirs.set_timesteps(1000)
     ours = make_scheduler("ddpm", schedule, 1000)
     assert ours.timesteps.tolist() == theirs.timesteps.tolist()
@@ -133,14 +137,17 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.skipif(not os.environ.get("BRAINSYNTH_COMPARE_PYTHON"),
-                    reason="set BRAINSYNTH_COMPARE_PYTHON to a Python with another MONAI (CI: MONAI 1.4)")
+@pytest.mark.skipif(
+    not os.environ.get("BRAINSYNTH_COMPARE_PYTHON"),
+    reason="set BRAINSYNTH_COMPARE_PYTHON to a Python with another MONAI (CI: MONAI 1.4)",
+)
 def test_same_seed_same_bytes_under_another_monai(model_dir):
     """The same seed gives the same bytes in this environment and in one with another MONAI version."""
     runs = []
     for python in (sys.executable, os.environ["BRAINSYNTH_COMPARE_PYTHON"]):
-        done = subprocess.run([python, "-c", _SAMPLE_SCRIPT, str(model_dir)], capture_output=True, text=True,
-                              check=False)
+        done = subprocess.run(
+            [python, "-c", _SAMPLE_SCRIPT, str(model_dir)], capture_output=True, text=True, check=False
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
     here, there = runs

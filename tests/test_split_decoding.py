@@ -90,23 +90,74 @@ def test_cli_split_decoding_writes_the_same_volume(model_dir, tmp_path):
     outputs = {}
     for mode in ("full", "split"):
         outputs[mode] = tmp_path / f"{mode}.nii.gz"
-        assert main(["sample", "--model", str(model_dir), "--seed", "5", "--decoding", mode, "--quiet",
-                     "--output", str(outputs[mode])]) == 0
+        assert (
+            main(
+                [
+                    "sample",
+                    "--model",
+                    str(model_dir),
+                    "--seed",
+                    "5",
+                    "--decoding",
+                    mode,
+                    "--quiet",
+                    "--output",
+                    str(outputs[mode]),
+                ]
+            )
+            == 0
+        )
     full, split = (np.asarray(nib.load(outputs[m]).dataobj) for m in ("full", "split"))
     np.testing.assert_allclose(split, full, atol=1e-5)
 
 
 def test_cli_low_memory_settings(model_dir, tmp_path, capsys):
     out = tmp_path / "low.nii.gz"
-    assert main(["sample", "--model", str(model_dir), "--seed", "5", "--decoding", "split", "--precision", "bfloat16",
-                 "--weight-dtype", "bfloat16", "--quiet", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(model_dir),
+                "--seed",
+                "5",
+                "--decoding",
+                "split",
+                "--precision",
+                "bfloat16",
+                "--weight-dtype",
+                "bfloat16",
+                "--quiet",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert np.isfinite(np.asarray(nib.load(out).dataobj)).all()
-    assert main(["sample", "--model", str(model_dir), "--weight-dtype", "bfloat16", "--precision", "float32",
-                 "--quiet", "--output", str(tmp_path / "refused.nii.gz")]) == 1
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(model_dir),
+                "--weight-dtype",
+                "bfloat16",
+                "--precision",
+                "float32",
+                "--quiet",
+                "--output",
+                str(tmp_path / "refused.nii.gz"),
+            ]
+        )
+        == 1
+    )
     assert "--weight-dtype bfloat16 needs --precision bfloat16" in capsys.readouterr().err
     default = tmp_path / "default.nii.gz"  # without --precision, bfloat16 weights sample in bfloat16
-    assert main(["sample", "--model", str(model_dir), "--weight-dtype", "bfloat16", "--quiet",
-                 "--output", str(default)]) == 0
+    assert (
+        main(["sample", "--model", str(model_dir), "--weight-dtype", "bfloat16", "--quiet", "--output", str(default)])
+        == 0
+    )
     assert '"precision": "bfloat16"' in default.with_name("default.json").read_text()
 
 
@@ -120,8 +171,9 @@ def test_free_memory_counts_reclaimable_cache_without_psutil(block_import):
         pytest.skip("no /proc/meminfo on this system")
     block_import("psutil")
     probed = split_decoding.available_memory(torch.device("cpu"))
-    available = next(int(line.split()[1]) * 1024 for line in meminfo.read_text().splitlines()
-                     if line.startswith("MemAvailable:"))
+    available = next(
+        int(line.split()[1]) * 1024 for line in meminfo.read_text().splitlines() if line.startswith("MemAvailable:")
+    )
     unused = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     assert abs(probed - available) < 256 * 2**20  # the same figure, read a moment apart
     assert probed >= unused - 256 * 2**20

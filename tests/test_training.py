@@ -85,11 +85,28 @@ def _same_state(a, b):
 
 
 def test_killed_run_resumes_with_identical_state(cohort_dir, tmp_path):
-    config = write_training_config(tmp_path / "c.json", autoencoder={"steps": 300, "checkpoint_every": 10,
-                                                                     "adversarial_warmup": 5, "image_every": 1000})
+    config = write_training_config(
+        tmp_path / "c.json",
+        autoencoder={"steps": 300, "checkpoint_every": 10, "adversarial_warmup": 5, "image_every": 1000},
+    )
     killed = tmp_path / "killed"
-    process = subprocess.Popen(_cli("train", "autoencoder", "--data", cohort_dir, "--config", config, "--output",
-                                    killed, "--device", "cpu", "-q"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        _cli(
+            "train",
+            "autoencoder",
+            "--data",
+            cohort_dir,
+            "--config",
+            config,
+            "--output",
+            killed,
+            "--device",
+            "cpu",
+            "-q",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     _wait_for_checkpoint(killed, process, 30)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -97,14 +114,35 @@ def test_killed_run_resumes_with_identical_state(cohort_dir, tmp_path):
     checkpoint = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
     assert checkpoint["step"] < 300, "the run finished before it was killed"
     assert last_logged - checkpoint["step"] <= 10  # at most one interval lost
-    subprocess.run(_cli("train", "autoencoder", "--data", cohort_dir, "--config", config, "--output", killed,
-                        "--device", "cpu", "-q", "--resume"), check=True, capture_output=True)
+    subprocess.run(
+        _cli(
+            "train",
+            "autoencoder",
+            "--data",
+            cohort_dir,
+            "--config",
+            config,
+            "--output",
+            killed,
+            "--device",
+            "cpu",
+            "-q",
+            "--resume",
+        ),
+        check=True,
+        capture_output=True,
+    )
     resumed = [e for e in read_log(killed) if e.get("event") == "resume"]
     assert resumed[0]["step"] == checkpoint["step"]
 
     fresh = tmp_path / "fresh"
-    subprocess.run(_cli("train", "autoencoder", "--data", cohort_dir, "--config", config, "--output", fresh,
-                        "--device", "cpu", "-q"), check=True, capture_output=True)
+    subprocess.run(
+        _cli(
+            "train", "autoencoder", "--data", cohort_dir, "--config", config, "--output", fresh, "--device", "cpu", "-q"
+        ),
+        check=True,
+        capture_output=True,
+    )
     a = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(fresh / "checkpoints" / "last.pt", weights_only=True)
     assert a["step"] == b["step"] == 300
@@ -116,9 +154,14 @@ def test_killed_run_resumes_with_identical_state(cohort_dir, tmp_path):
 def test_sigterm_saves_a_checkpoint_and_stops(cohort_dir, tmp_path):
     config = write_training_config(tmp_path / "c.json", autoencoder={"steps": 2000, "checkpoint_every": 10})
     run = tmp_path / "run"
-    process = subprocess.Popen(_cli("train", "autoencoder", "--data", cohort_dir, "--config", config, "--output",
-                                    run, "--device", "cpu", "-q"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        _cli(
+            "train", "autoencoder", "--data", cohort_dir, "--config", config, "--output", run, "--device", "cpu", "-q"
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_checkpoint(run, process, 10)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
@@ -131,8 +174,9 @@ def test_sigterm_saves_a_checkpoint_and_stops(cohort_dir, tmp_path):
 
 def test_resume_refuses_a_checkpoint_of_another_config(cohort_dir, trained_autoencoder, tmp_path):
     run = tmp_path / "run"
-    train_autoencoder(cohort_dir, write_training_config(tmp_path / "a.json", autoencoder={"steps": 4}), run,
-                      device="cpu", quiet=True)
+    train_autoencoder(
+        cohort_dir, write_training_config(tmp_path / "a.json", autoencoder={"steps": 4}), run, device="cpu", quiet=True
+    )
     other = write_training_config(tmp_path / "b.json", autoencoder={"steps": 4, "lr": 0.01})
     with pytest.raises(CheckpointError, match=r"was made with another configuration"):
         train_autoencoder(cohort_dir, other, run, resume=True, device="cpu", quiet=True)
@@ -171,9 +215,33 @@ def test_torchrun_two_processes_end_with_identical_weights(cohort_dir, trained_a
     run = tmp_path / stage
     extra = ["--autoencoder", trained_autoencoder] if stage == "diffusion" else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                    "-m", "brainsynth", "train", stage, "--data", cohort_dir, *extra, "--config", "tiny",
-                    "--output", run, "--device", "cpu", "-q"], check=True, capture_output=True, env=env, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "brainsynth",
+            "train",
+            stage,
+            "--data",
+            cohort_dir,
+            *extra,
+            "--config",
+            "tiny",
+            "--output",
+            run,
+            "--device",
+            "cpu",
+            "-q",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
     agree = [e for e in read_log(run) if e.get("event") == "weights_agree"]
     assert agree[0]["processes"] == 2
     assert len(agree[0]["checksums"]) == 2
@@ -204,8 +272,9 @@ def test_diffusion_trains_on_the_posterior_mean_or_draws(cohort_dir, trained_aut
 
     config = load_training_config(write_training_config(tmp_path / "c.json", diffusion={"latents": latents}))
     (tmp_path / "run").mkdir()
-    task = DiffusionTask(config, TrainingImages(cohort_dir, config.data), trained_autoencoder,
-                         init_distributed("cpu"), tmp_path / "run")
+    task = DiffusionTask(
+        config, TrainingImages(cohort_dir, config.data), trained_autoencoder, init_distributed("cpu"), tmp_path / "run"
+    )
     z, _, _ = task._batch(0)
     means = task.mu * task.scale_factor
     distance = min(float((z[0] - m).abs().max()) for m in means)  # z[0] is one subject's latent
@@ -224,8 +293,9 @@ def test_mixed_precision_run_resumes_a_float32_run(cohort_dir, trained_autoencod
     run = tmp_path / "run"
     float32 = write_training_config(tmp_path / "a.json", diffusion={"steps": 6, "checkpoint_every": 3})
     train_diffusion(cohort_dir, trained_autoencoder, float32, run, device="cpu", quiet=True, steps=3)
-    mixed = write_training_config(tmp_path / "b.json", diffusion={"steps": 6, "checkpoint_every": 3,
-                                                                   "precision": "bfloat16"})
+    mixed = write_training_config(
+        tmp_path / "b.json", diffusion={"steps": 6, "checkpoint_every": 3, "precision": "bfloat16"}
+    )
     train_diffusion(cohort_dir, trained_autoencoder, mixed, run, device="cpu", quiet=True, resume=True)
     assert [e["step"] for e in read_log(run) if e.get("event") == "resume"] == [3]
     assert all(np.isfinite(v) for v in _losses(run, "loss"))
@@ -240,8 +310,9 @@ def test_bad_training_precision_is_refused(tmp_path):
     from brainsynth.training.config import load_training_config
 
     bad = write_training_config(tmp_path / "c.json", diffusion={"precision": "float16"})
-    with pytest.raises(brainsynth.InvalidParameterError,
-                       match=r"diffusion.precision must be one of float32, bfloat16 .*got 'float16'"):
+    with pytest.raises(
+        brainsynth.InvalidParameterError, match=r"diffusion.precision must be one of float32, bfloat16 .*got 'float16'"
+    ):
         load_training_config(bad)
 
 
@@ -255,12 +326,14 @@ def test_cosine_learning_rate_falls_to_zero_and_a_run_can_be_annealed(cohort_dir
     assert lr_factor(19, warmup=4, total=20, schedule="constant") == 1.0
     # A constant-rate run resumed with the cosine schedule anneals to the end of the run.
     run = tmp_path / "run"
-    constant = write_training_config(tmp_path / "a.json", diffusion={"steps": 8, "checkpoint_every": 4,
-                                                                     "warmup_steps": 1, "log_every": 1})
+    constant = write_training_config(
+        tmp_path / "a.json", diffusion={"steps": 8, "checkpoint_every": 4, "warmup_steps": 1, "log_every": 1}
+    )
     train_diffusion(cohort_dir, trained_autoencoder, constant, run, device="cpu", quiet=True, steps=4)
-    cosine = write_training_config(tmp_path / "b.json", diffusion={"steps": 8, "checkpoint_every": 4,
-                                                                   "warmup_steps": 1, "log_every": 1,
-                                                                   "lr_schedule": "cosine"})
+    cosine = write_training_config(
+        tmp_path / "b.json",
+        diffusion={"steps": 8, "checkpoint_every": 4, "warmup_steps": 1, "log_every": 1, "lr_schedule": "cosine"},
+    )
     train_diffusion(cohort_dir, trained_autoencoder, cosine, run, device="cpu", quiet=True, resume=True)
     rates = _losses(run, "lr")
     assert len(rates) == 8
@@ -317,8 +390,9 @@ def test_overwrite_never_deletes_an_input_or_what_is_not_a_run(cohort_dir, train
         train_autoencoder(data, "tiny", tmp_path, overwrite=True, device="cpu", quiet=True)
     assert (data / "participants.tsv").is_file()
     with pytest.raises(brainsynth.InvalidParameterError, match=r"is or holds --autoencoder"):
-        train_diffusion(data, trained_autoencoder, "tiny", trained_autoencoder, overwrite=True, device="cpu",
-                        quiet=True)
+        train_diffusion(
+            data, trained_autoencoder, "tiny", trained_autoencoder, overwrite=True, device="cpu", quiet=True
+        )
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "thesis.tex").write_text("years of work")
@@ -348,8 +422,13 @@ def test_resume_refusals_leave_the_run_record_as_it_was(cohort_dir, trained_auto
         train_diffusion(cohort_dir, trained_autoencoder, other, run, resume=True, device="cpu", quiet=True)
     assert (run / "run.json").read_text() == record
     second = tmp_path / "ae2"
-    train_autoencoder(cohort_dir, write_training_config(tmp_path / "a.json", autoencoder={"steps": 2, "seed": 5}),
-                      second, device="cpu", quiet=True)
+    train_autoencoder(
+        cohort_dir,
+        write_training_config(tmp_path / "a.json", autoencoder={"steps": 2, "seed": 5}),
+        second,
+        device="cpu",
+        quiet=True,
+    )
     with pytest.raises(CheckpointError, match=r"trained on the latents of another autoencoder"):
         train_diffusion(cohort_dir, second, config, run, resume=True, steps=4, device="cpu", quiet=True)
     assert (run / "run.json").read_text() == record
@@ -360,16 +439,29 @@ def test_a_replacement_that_fails_keeps_the_old_run(cohort_dir, trained_autoenco
     from brainsynth.training.loop import TrainingDiverged
 
     run = tmp_path / "ldm"
-    train_diffusion(cohort_dir, trained_autoencoder, write_training_config(tmp_path / "c.json",
-                    diffusion={"steps": 2}), run, device="cpu", quiet=True)
+    train_diffusion(
+        cohort_dir,
+        trained_autoencoder,
+        write_training_config(tmp_path / "c.json", diffusion={"steps": 2}),
+        run,
+        device="cpu",
+        quiet=True,
+    )
     model_json = (run / "model.json").read_text()
     diverging = write_training_config(tmp_path / "d.json", diffusion={"steps": 6, "lr": 1e30})
     with pytest.raises(TrainingDiverged):
         train_diffusion(cohort_dir, trained_autoencoder, diverging, run, overwrite=True, device="cpu", quiet=True)
     assert (run / "model.json").read_text() == model_json
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
-    replaced = train_diffusion(cohort_dir, trained_autoencoder, write_training_config(tmp_path / "e.json",
-                               diffusion={"steps": 3}), run, overwrite=True, device="cpu", quiet=True)
+    replaced = train_diffusion(
+        cohort_dir,
+        trained_autoencoder,
+        write_training_config(tmp_path / "e.json", diffusion={"steps": 3}),
+        run,
+        overwrite=True,
+        device="cpu",
+        quiet=True,
+    )
     assert json.loads((run / "run.json").read_text())["diffusion"]["steps"] == 3
     assert replaced.is_relative_to(run)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -65,8 +65,9 @@ def test_participants_table_problems(folder):
         find_subjects(folder, SETTINGS)
 
 
-@pytest.mark.parametrize(("value", "message"), [("nan", r"value is 'nan', not a finite number"),
-                                                 ("big", r"'big' is not a number")])
+@pytest.mark.parametrize(
+    ("value", "message"), [("nan", r"value is 'nan', not a finite number"), ("big", r"'big' is not a number")]
+)
 def test_bad_covariate_values(folder, value, message):
     lines = (folder / "participants.tsv").read_text().splitlines()
     fields = lines[2].split("\t")

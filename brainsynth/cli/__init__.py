@@ -32,8 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as exc:  # a full disk, a read-only folder, a file that vanished: one line, not a traceback
         where = f" {exc.filename}" if exc.filename else ""
-        print(f"brainsynth {args.command}: error: cannot write or read{where}: {exc.strerror or exc}; "
-              "no file was left half-written", file=sys.stderr)
+        print(
+            f"brainsynth {args.command}: error: cannot write or read{where}: {exc.strerror or exc}; "
+            "no file was left half-written",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -69,11 +69,20 @@ def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.steps is not None and args.steps < 1:
         raise InvalidParameterError(f"--steps must be at least 1 (got {args.steps})")
     if args.weight_dtype != "float32" and args.precision not in (None, args.weight_dtype):
-        raise InvalidParameterError(f"--weight-dtype {args.weight_dtype} needs --precision {args.weight_dtype} "
-                                    f"(got --precision {args.precision})")
-    return {"steps": args.steps, "scheduler": args.scheduler, "eta": args.eta, "device": args.device,
-            "batch_size": args.batch_size, "precision": args.precision, "guidance": args.guidance,
-            "timestep_spacing": args.timestep_spacing}
+        raise InvalidParameterError(
+            f"--weight-dtype {args.weight_dtype} needs --precision {args.weight_dtype} "
+            f"(got --precision {args.precision})"
+        )
+    return {
+        "steps": args.steps,
+        "scheduler": args.scheduler,
+        "eta": args.eta,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "precision": args.precision,
+        "guidance": args.guidance,
+        "timestep_spacing": args.timestep_spacing,
+    }
 
 
 def _load_for_sampling(args: argparse.Namespace):
@@ -135,8 +144,9 @@ def run_traverse(args: argparse.Namespace) -> int:
     _check_output(args, len(values), series=True)
     model = _load_for_sampling(args)
     with progress_bar(f"traversing {args.sweep}", args.quiet) as callback:
-        result = model.traverse(args.sweep, values, seed=args.seed, extrapolate=args.extrapolate,
-                                callback=callback, **options, **covariates)
+        result = model.traverse(
+            args.sweep, values, seed=args.seed, extrapolate=args.extrapolate, callback=callback, **options, **covariates
+        )
     _report(result, _write(result, args, series=True))
     return 0
 
@@ -148,9 +158,16 @@ def run_interpolate(args: argparse.Namespace) -> int:
     _check_output(args, args.frames, series=True)
     model = _load_for_sampling(args)
     with progress_bar("interpolating", args.quiet) as callback:
-        result = model.interpolate(args.seed_a, args.seed_b, args.frames, covariates_a=start,
-                                   covariates_b={**start, **end}, extrapolate=args.extrapolate,
-                                   callback=callback, **options)
+        result = model.interpolate(
+            args.seed_a,
+            args.seed_b,
+            args.frames,
+            covariates_a=start,
+            covariates_b={**start, **end},
+            extrapolate=args.extrapolate,
+            callback=callback,
+            **options,
+        )
     _report(result, _write(result, args, series=True))
     return 0
 
@@ -176,14 +193,25 @@ def run_generate(args: argparse.Namespace) -> int:
             bar.refresh()
 
     try:
-        counts = generate_dataset(model, args.output, n=args.n, covariates=args.covariates, seed=args.seed,
-                                  shard=shard, batch_size=batch_size, extrapolate=args.extrapolate,
-                                  progress=progress, **options)
+        counts = generate_dataset(
+            model,
+            args.output,
+            n=args.n,
+            covariates=args.covariates,
+            seed=args.seed,
+            shard=shard,
+            batch_size=batch_size,
+            extrapolate=args.extrapolate,
+            progress=progress,
+            **options,
+        )
     finally:
         if bar is not None:
             bar.close()
-    print(f"shard {shard[0]}/{shard[1]}: wrote {counts['written']}, skipped {counts['skipped']} already done "
-          f"(of {counts['total']} rows) in {args.output}")
+    print(
+        f"shard {shard[0]}/{shard[1]}: wrote {counts['written']}, skipped {counts['skipped']} already done "
+        f"(of {counts['total']} rows) in {args.output}"
+    )
     return 0
 
 
@@ -206,10 +234,20 @@ def run_benchmark(args: argparse.Namespace) -> int:
         if args.json:
             atomic_write_json(args.json, {"model": args.model, "sweep": rows})
         return 0
-    report = benchmark(args.model, device=args.device, steps=args.steps, scheduler=args.scheduler, runs=args.runs,
-                       seed=args.seed, random_weights=args.random_weights, batch_size=args.batch_size,
-                       precision=args.precision, decoding=args.decoding, compile=args.compile,
-                       weight_dtype=args.weight_dtype)
+    report = benchmark(
+        args.model,
+        device=args.device,
+        steps=args.steps,
+        scheduler=args.scheduler,
+        runs=args.runs,
+        seed=args.seed,
+        random_weights=args.random_weights,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        decoding=args.decoding,
+        compile=args.compile,
+        weight_dtype=args.weight_dtype,
+    )
     print(format_report(report))
     if args.json:
         atomic_write_json(args.json, report)
@@ -221,15 +259,15 @@ def describe_model(model: LatentDiffusionModel) -> str:
     config = model.config
     lines = [
         f"model {config.name}: {config.description}",
-        f"  source: {model.source}" + (f" ({config.extra['bundle_layout']} bundle layout)"
-                                       if config.extra.get("bundle_layout") else ""),
+        f"  source: {model.source}"
+        + (f" ({config.extra['bundle_layout']} bundle layout)" if config.extra.get("bundle_layout") else ""),
         f"  image: {' x '.join(map(str, config.image_shape))} voxels of "
         f"{' x '.join(f'{v:g}' for v in config.voxel_size)} mm; latent {' x '.join(map(str, config.latent_shape))}",
         f"  sampling default: {config.default_scheduler}, {config.default_steps} steps "
         f"({DEFAULT_TIMESTEP_SPACING} timesteps), precision {config.default_precision}; conditioning "
         f"{config.conditioning}",
-        f"  guidance: default {config.default_guidance:g}" + (
-            "" if config.null_condition is not None else " (trained without conditioning dropout: 1 only)"),
+        f"  guidance: default {config.default_guidance:g}"
+        + ("" if config.null_condition is not None else " (trained without conditioning dropout: 1 only)"),
         "  covariates:",
     ]
     for spec in config.covariates:

@@ -67,7 +67,9 @@ EXAMPLES = {
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", default="demo", metavar="M",
+        "--model",
+        default="demo",
+        metavar="M",
         help=f"model name ({', '.join(MODEL_NAMES)}) or a model/bundle folder (default: demo)",
     )
 
@@ -77,41 +79,80 @@ def _add_covariates(parser: argparse.ArgumentParser, suffix: str = "", what: str
     group.add_argument(f"--sex{suffix}", metavar="{female,male}", help="female or male (or 0/1)")
     group.add_argument(f"--age{suffix}", type=float, metavar="YEARS", help="age in years")
     group.add_argument(f"--ventricular-volume{suffix}", type=float, metavar="ML", help="ventricular CSF volume, ml")
-    group.add_argument(f"--brain-volume{suffix}", type=float, metavar="ML",
-                       help="grey + white matter volume normalised for head size, ml")
+    group.add_argument(
+        f"--brain-volume{suffix}",
+        type=float,
+        metavar="ML",
+        help="grey + white matter volume normalised for head size, ml",
+    )
     if not suffix:
-        group.add_argument("--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE",
-                           help="any covariate by name, e.g. --set c0=0.5; repeat for several")
-        group.add_argument("--extrapolate", action="store_true",
-                           help="allow values beyond the training range (recorded in the sidecar)")
+        group.add_argument(
+            "--set",
+            dest="assignments",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="any covariate by name, e.g. --set c0=0.5; repeat for several",
+        )
+        group.add_argument(
+            "--extrapolate",
+            action="store_true",
+            help="allow values beyond the training range (recorded in the sidecar)",
+        )
 
 
 def _add_sampling(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sampling")
     group.add_argument("--steps", type=int, metavar="N", help="denoising steps (default: the model's)")
-    group.add_argument("--scheduler", choices=list(SCHEDULERS), type=str.lower,
-                       help="reverse-process solver (default: the model's, ddim)")
+    group.add_argument(
+        "--scheduler",
+        choices=list(SCHEDULERS),
+        type=str.lower,
+        help="reverse-process solver (default: the model's, ddim)",
+    )
     group.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity 0-1 (default 0)")
-    group.add_argument("--timestep-spacing", choices=list(TIMESTEP_SPACINGS),
-                       help="which timesteps ddim and ddpm evaluate the U-Net at: leading (the published model's "
-                            "980, 960, ..., 0 for 50 steps), linspace (MONAI 1.6's 999, 979, ..., 0) or trailing "
-                            "(default leading)")
-    group.add_argument("--device", default="auto", metavar="{" + ",".join(DEVICE_CHOICES) + "}",
-                       help="compute device: auto, cpu, cuda, cuda:N or mps (default auto)")
-    group.add_argument("--batch-size", type=int, default=1, metavar="N",
-                       help="brains passed through the networks together (default 1)")
-    group.add_argument("--precision", choices=SAMPLING_PRECISIONS,
-                       help="network precision: float32 (exact), bfloat16 (CPU or GPU), float16 (GPU) or auto "
-                            "(bfloat16 on CPUs with native bfloat16, else float32) (default: the model's)")
-    group.add_argument("--weight-dtype", choices=["float32", "bfloat16", "float16"], default="float32",
-                       help="store the U-Net's weights in this type (bfloat16 halves its memory; needs the same "
-                            "--precision)")
-    group.add_argument("--guidance", type=float, metavar="W",
-                       help="classifier-free guidance scale, 1-20 (default: the model's); above 1 follows the "
-                            "covariates more closely, for models trained with conditioning dropout")
-    group.add_argument("--decoding", choices=["auto", "full", "split"], default="auto",
-                       help="decode in one piece (full) or slab by slab with bounded memory (split); auto picks "
-                            "from the free memory (default auto)")
+    group.add_argument(
+        "--timestep-spacing",
+        choices=list(TIMESTEP_SPACINGS),
+        help="which timesteps ddim and ddpm evaluate the U-Net at: leading (the published model's "
+        "980, 960, ..., 0 for 50 steps), linspace (MONAI 1.6's 999, 979, ..., 0) or trailing "
+        "(default leading)",
+    )
+    group.add_argument(
+        "--device",
+        default="auto",
+        metavar="{" + ",".join(DEVICE_CHOICES) + "}",
+        help="compute device: auto, cpu, cuda, cuda:N or mps (default auto)",
+    )
+    group.add_argument(
+        "--batch-size", type=int, default=1, metavar="N", help="brains passed through the networks together (default 1)"
+    )
+    group.add_argument(
+        "--precision",
+        choices=SAMPLING_PRECISIONS,
+        help="network precision: float32 (exact), bfloat16 (CPU or GPU), float16 (GPU) or auto "
+        "(bfloat16 on CPUs with native bfloat16, else float32) (default: the model's)",
+    )
+    group.add_argument(
+        "--weight-dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="store the U-Net's weights in this type (bfloat16 halves its memory; needs the same --precision)",
+    )
+    group.add_argument(
+        "--guidance",
+        type=float,
+        metavar="W",
+        help="classifier-free guidance scale, 1-20 (default: the model's); above 1 follows the "
+        "covariates more closely, for models trained with conditioning dropout",
+    )
+    group.add_argument(
+        "--decoding",
+        choices=["auto", "full", "split"],
+        default="auto",
+        help="decode in one piece (full) or slab by slab with bounded memory (split); auto picks "
+        "from the free memory (default auto)",
+    )
 
 
 def _add_output(parser: argparse.ArgumentParser, what: str) -> None:
@@ -124,7 +165,10 @@ def _add_output(parser: argparse.ArgumentParser, what: str) -> None:
 
 def _subparser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     return subparsers.add_parser(
-        name, help=help_text, description=help_text, epilog=EXAMPLES.get(name),
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=EXAMPLES.get(name),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
@@ -132,8 +176,9 @@ def _subparser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
 def _add_training_commands(subparsers) -> None:
     cohort = _subparser(subparsers, "cohort", "Generate a synthetic brain cohort from the MNI152 template.")
     cohort.add_argument("--n", type=int, required=True, help="number of subjects")
-    cohort.add_argument("--spacing", type=float, default=2.0, metavar="MM",
-                        help="voxel size in mm (default 2: 80 x 112 x 80 voxels)")
+    cohort.add_argument(
+        "--spacing", type=float, default=2.0, metavar="MM", help="voxel size in mm (default 2: 80 x 112 x 80 voxels)"
+    )
     cohort.add_argument("--seed", type=int, default=0, help="seed of the cohort (default 0)")
     cohort.add_argument("--output", "-o", required=True, metavar="DIR", help="cohort folder (BIDS-like)")
     cohort.add_argument("--png", metavar="FILE", help="also write orthogonal slices of up to 8 subjects")
@@ -142,21 +187,39 @@ def _add_training_commands(subparsers) -> None:
 
     train = _subparser(subparsers, "train", "Train an autoencoder, then a latent diffusion model.")
     stages = train.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    for stage, text in (("autoencoder", "Train the autoencoder (first stage)."),
-                        ("diffusion", "Train the latent diffusion U-Net on a trained autoencoder (second stage).")):
-        sub = stages.add_parser(stage, help=text, description=text, epilog=EXAMPLES["train"],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    for stage, text in (
+        ("autoencoder", "Train the autoencoder (first stage)."),
+        ("diffusion", "Train the latent diffusion U-Net on a trained autoencoder (second stage)."),
+    ):
+        sub = stages.add_parser(
+            stage,
+            help=text,
+            description=text,
+            epilog=EXAMPLES["train"],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sub.add_argument("--data", required=True, metavar="DIR", help="folder with participants.tsv and sub-*/anat")
         if stage == "diffusion":
             sub.add_argument("--autoencoder", required=True, metavar="DIR", help="run folder of the autoencoder")
-            sub.add_argument("--init-from", metavar="MODEL",
-                             help="fine-tune: start from this model's U-Net weights (same autoencoder and settings)")
-        sub.add_argument("--config", default="demo", metavar="PRESET_OR_FILE",
-                         help="preset (tiny, demo, paper) or JSON file (default demo)")
+            sub.add_argument(
+                "--init-from",
+                metavar="MODEL",
+                help="fine-tune: start from this model's U-Net weights (same autoencoder and settings)",
+            )
+        sub.add_argument(
+            "--config",
+            default="demo",
+            metavar="PRESET_OR_FILE",
+            help="preset (tiny, demo, paper) or JSON file (default demo)",
+        )
         sub.add_argument("--output", "-o", required=True, metavar="DIR", help="run folder")
         sub.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
-        sub.add_argument("--steps", type=int, metavar="N",
-                         help="train to N steps instead of the configuration's (with --resume: train longer)")
+        sub.add_argument(
+            "--steps",
+            type=int,
+            metavar="N",
+            help="train to N steps instead of the configuration's (with --resume: train longer)",
+        )
         sub.add_argument("--overwrite", action="store_true", help="replace a run already in the folder")
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
         sub.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -166,17 +229,32 @@ def _add_training_commands(subparsers) -> None:
     evaluate.add_argument("--n", type=int, default=16, help="samples per measurement (default 16)")
     evaluate.add_argument("--output", "-o", required=True, metavar="DIR", help="report folder")
     evaluate.add_argument("--data", metavar="DIR", help="held-out real images (default: a fresh synthetic cohort)")
-    evaluate.add_argument("--covariates", default="ventricular_volume,brain_volume", metavar="A,B",
-                          help="covariates whose fidelity is measured")
-    evaluate.add_argument("--fidelity", default="cohort", choices=("cohort", "sweep"),
-                          help="requests of the fidelity measurement: the held-out subjects' covariates (cohort, "
-                               "default) or one covariate swept over their range, the others at defaults (sweep)")
-    evaluate.add_argument("--segmenter", metavar="MODULE:FUNCTION",
-                          help="volume measurement (default: brainsynth's template-space segmentation)")
+    evaluate.add_argument(
+        "--covariates",
+        default="ventricular_volume,brain_volume",
+        metavar="A,B",
+        help="covariates whose fidelity is measured",
+    )
+    evaluate.add_argument(
+        "--fidelity",
+        default="cohort",
+        choices=("cohort", "sweep"),
+        help="requests of the fidelity measurement: the held-out subjects' covariates (cohort, "
+        "default) or one covariate swept over their range, the others at defaults (sweep)",
+    )
+    evaluate.add_argument(
+        "--segmenter",
+        metavar="MODULE:FUNCTION",
+        help="volume measurement (default: brainsynth's template-space segmentation)",
+    )
     evaluate.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    evaluate.add_argument("--guidance", type=float, metavar="W",
-                          help="classifier-free guidance scale of the samples (default: the model's)")
+    evaluate.add_argument(
+        "--guidance",
+        type=float,
+        metavar="W",
+        help="classifier-free guidance scale of the samples (default: the model's)",
+    )
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing report")
 
     export = _subparser(subparsers, "export", "Export a model in another format.")
@@ -206,8 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     traverse = _subparser(subparsers, "traverse", "Sweep one covariate with the same noise and other covariates.")
     _add_model(traverse)
-    traverse.add_argument("--covariate", dest="sweep", required=True, metavar="NAME",
-                          help="covariate to sweep, e.g. age or ventricular_volume")
+    traverse.add_argument(
+        "--covariate",
+        dest="sweep",
+        required=True,
+        metavar="NAME",
+        help="covariate to sweep, e.g. age or ventricular_volume",
+    )
     values = traverse.add_argument_group("values (either a list or a range)")
     values.add_argument("--values", metavar="V1,V2,...", help="comma-separated values in real units")
     values.add_argument("--start", type=float, metavar="A", help="first value")
@@ -231,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate = _subparser(subparsers, "generate", "Generate a dataset: one NIfTI + sidecar per row, resumable.")
     _add_model(generate)
     generate.add_argument("--n", type=int, metavar="N", help="number of brains (or at most N rows of the table)")
-    generate.add_argument("--covariates", metavar="FILE.tsv",
-                          help="table with a column per covariate (optional id and seed columns)")
+    generate.add_argument(
+        "--covariates", metavar="FILE.tsv", help="table with a column per covariate (optional id and seed columns)"
+    )
     generate.add_argument("--seed", type=int, default=0, help="base seed: row i uses seed + i (default 0)")
     generate.add_argument("--shard", metavar="K/N", help="do shard K of N (default: the torchrun process's, or all)")
     generate.add_argument("--extrapolate", action="store_true", help="allow covariates beyond the training range")
@@ -242,38 +326,69 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = _subparser(subparsers, "benchmark", "Time the bundle's reference sampler against brainsynth's.")
     _add_model(bench)
-    bench.add_argument("--random-weights", action="store_true",
-                       help="with --model ukb: the published architecture with random weights (timing only)")
+    bench.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="with --model ukb: the published architecture with random weights (timing only)",
+    )
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     bench.add_argument("--steps", type=int, metavar="N", help="brainsynth's steps (default: the model's)")
     bench.add_argument("--scheduler", choices=list(SCHEDULERS), type=str.lower, help="brainsynth's scheduler")
     bench.add_argument("--runs", type=int, default=1, help="runs per side; the median is reported (default 1)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the shared noise (default 0)")
-    bench.add_argument("--batch-size", type=int, default=1, metavar="N",
-                       help="brainsynth samples N brains per call and reports time per brain (default 1)")
-    bench.add_argument("--precision", choices=SAMPLING_PRECISIONS,
-                       help="brainsynth's network precision (default: the model's)")
-    bench.add_argument("--weight-dtype", choices=["float32", "bfloat16", "float16"], default="float32",
-                       help="brainsynth's U-Net weight storage (default float32)")
-    bench.add_argument("--decoding", choices=["auto", "full", "split"], default="auto",
-                       help="brainsynth's decoding (default auto)")
-    bench.add_argument("--compile", nargs="?", const="default", default=False,
-                       choices=["default", "reduce-overhead", "max-autotune"],
-                       help="brainsynth's U-Net through torch.compile, optionally with a mode "
-                            "(reduce-overhead: CUDA graphs, for one brain at a time on a GPU)")
-    bench.add_argument("--sweep", metavar="SPEC",
-                       help="instead: quality against DDIM-50 and time per brain for each solver and step count, "
-                            "e.g. 'ddim:10,20;dpm-solver++:10,15,20' (over --runs seeds)")
+    bench.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        metavar="N",
+        help="brainsynth samples N brains per call and reports time per brain (default 1)",
+    )
+    bench.add_argument(
+        "--precision", choices=SAMPLING_PRECISIONS, help="brainsynth's network precision (default: the model's)"
+    )
+    bench.add_argument(
+        "--weight-dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="brainsynth's U-Net weight storage (default float32)",
+    )
+    bench.add_argument(
+        "--decoding", choices=["auto", "full", "split"], default="auto", help="brainsynth's decoding (default auto)"
+    )
+    bench.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        default=False,
+        choices=["default", "reduce-overhead", "max-autotune"],
+        help="brainsynth's U-Net through torch.compile, optionally with a mode "
+        "(reduce-overhead: CUDA graphs, for one brain at a time on a GPU)",
+    )
+    bench.add_argument(
+        "--sweep",
+        metavar="SPEC",
+        help="instead: quality against DDIM-50 and time per brain for each solver and step count, "
+        "e.g. 'ddim:10,20;dpm-solver++:10,15,20' (over --runs seeds)",
+    )
     bench.add_argument("--json", metavar="FILE", help="also write the report as JSON")
 
     info = _subparser(subparsers, "info", "Show the models found, their covariates and the devices available.")
     info.add_argument("--model", metavar="M", help="describe this model in detail")
 
-    explore = _subparser(subparsers, "explore", "Open napari with the brainsynth widgets and a model loaded "
-                         "(without a display or napari: write one brain as NIfTI, sidecar and PNG).")
+    explore = _subparser(
+        subparsers,
+        "explore",
+        "Open napari with the brainsynth widgets and a model loaded "
+        "(without a display or napari: write one brain as NIfTI, sidecar and PNG).",
+    )
     explore.add_argument("--model", metavar="M", help="model name or folder (default: demo, if installed)")
-    explore.add_argument("--output", "-o", default="brainsynth_brain.nii.gz", metavar="PATH",
-                         help="where the brain goes when there is no display (default brainsynth_brain.nii.gz)")
+    explore.add_argument(
+        "--output",
+        "-o",
+        default="brainsynth_brain.nii.gz",
+        metavar="PATH",
+        help="where the brain goes when there is no display (default brainsynth_brain.nii.gz)",
+    )
     explore.add_argument("--screenshot", metavar="PNG", help="generate one brain, save a 3D screenshot and exit")
     explore.add_argument("--seed", type=int, default=0, help="seed of the screenshot's brain (default 0)")
 

@@ -19,8 +19,9 @@ class _DecodeStage:
     """A one-line 'decoding' stage whose clock runs until it is closed."""
 
     def __init__(self) -> None:
-        self.bar = tqdm(desc="decoding", total=None, file=sys.stderr, bar_format="{desc}: {elapsed}",
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            desc="decoding", total=None, file=sys.stderr, bar_format="{desc}: {elapsed}", dynamic_ncols=True
+        )
         self._stop = threading.Event()
         self._clock = threading.Thread(target=self._tick, name="brainsynth-decode-clock", daemon=True)
         self._clock.start()
@@ -51,8 +52,7 @@ def progress_bar(description: str, quiet: bool = False) -> Iterator[ProgressCall
 
     def update(progress: StepProgress) -> None:
         if not bars:
-            bars.append(tqdm(desc=description, total=progress.total, unit="step", file=sys.stderr,
-                             dynamic_ncols=True))
+            bars.append(tqdm(desc=description, total=progress.total, unit="step", file=sys.stderr, dynamic_ncols=True))
         bar = bars[0]
         if bar.total != progress.total:
             bar.reset(total=progress.total)

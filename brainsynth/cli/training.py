@@ -26,8 +26,9 @@ def run_cohort(args: argparse.Namespace) -> int:
             bar.update(1)
 
     try:
-        folder = generate_cohort(args.n, args.output, spacing=args.spacing, seed=args.seed,
-                                 overwrite=args.overwrite, progress=progress)
+        folder = generate_cohort(
+            args.n, args.output, spacing=args.spacing, seed=args.seed, overwrite=args.overwrite, progress=progress
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -62,13 +63,19 @@ def run_train(args: argparse.Namespace) -> int:
     """``brainsynth train autoencoder|diffusion``."""
     from brainsynth.training import train_autoencoder, train_diffusion
 
-    options = {"resume": args.resume, "overwrite": args.overwrite, "device": args.device, "quiet": args.quiet,
-               "steps": args.steps}
+    options = {
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+        "device": args.device,
+        "quiet": args.quiet,
+        "steps": args.steps,
+    }
     if args.stage == "autoencoder":
         result = train_autoencoder(args.data, args.config, args.output, **options)
     else:
-        result = train_diffusion(args.data, args.autoencoder, args.config, args.output, init_from=args.init_from,
-                                 **options)
+        result = train_diffusion(
+            args.data, args.autoencoder, args.config, args.output, init_from=args.init_from, **options
+        )
     print(f"trained {args.stage}: {result}")
     return 0
 
@@ -94,15 +101,30 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"--n must be at least 2 (pairs are compared; got {args.n})")
     model = load_model(args.model)
     check_request(model, args.n, covariates, args.fidelity)
-    report = evaluate_model(model, args.output, n=args.n, data=args.data, covariates=covariates, fidelity=args.fidelity,
-                            segmenter=args.segmenter, seed=args.seed, device=args.device, guidance=args.guidance,
-                            overwrite=args.overwrite,
-                            progress=lambda text: print(f"evaluating: {text}", flush=True))
+    report = evaluate_model(
+        model,
+        args.output,
+        n=args.n,
+        data=args.data,
+        covariates=covariates,
+        fidelity=args.fidelity,
+        segmenter=args.segmenter,
+        seed=args.seed,
+        device=args.device,
+        guidance=args.guidance,
+        overwrite=args.overwrite,
+        progress=lambda text: print(f"evaluating: {text}", flush=True),
+    )
     print(f"wrote {Path(args.output) / 'report.md'}")
     for item in report.fidelity:
-        against_real = "" if math.isnan(item.mean_absolute_error_vs_real) else \
-            f", MAE vs the real images = {item.mean_absolute_error_vs_real:.1f} ml"
+        against_real = (
+            ""
+            if math.isnan(item.mean_absolute_error_vs_real)
+            else f", MAE vs the real images = {item.mean_absolute_error_vs_real:.1f} ml"
+        )
         print(f"  {item.covariate}: r = {item.pearson_r:.3f}, MAE = {item.mean_absolute_error:.1f} ml{against_real}")
-    print(f"  MS-SSIM samples {report.samples_ms_ssim:.4f} vs real {report.real_ms_ssim:.4f}; reconstruction "
-          f"PSNR {report.reconstruction_psnr_db:.2f} dB; {report.seconds_per_sample:.2f} s per sample")
+    print(
+        f"  MS-SSIM samples {report.samples_ms_ssim:.4f} vs real {report.real_ms_ssim:.4f}; reconstruction "
+        f"PSNR {report.reconstruction_psnr_db:.2f} dB; {report.seconds_per_sample:.2f} s per sample"
+    )
     return 0

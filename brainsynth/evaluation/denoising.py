@@ -42,8 +42,9 @@ class DenoisingError:
     constant_region_error: float
 
 
-def denoising_errors(model: LatentDiffusionModel, images: torch.Tensor, covariates: torch.Tensor, *,
-                     device: torch.device, seed: int = 0) -> list[DenoisingError]:
+def denoising_errors(
+    model: LatentDiffusionModel, images: torch.Tensor, covariates: torch.Tensor, *, device: torch.device, seed: int = 0
+) -> list[DenoisingError]:
     """Measure the clean-latent estimate at each of :data:`NOISE_LEVELS`.
 
     Parameters
@@ -82,19 +83,27 @@ def denoising_errors(model: LatentDiffusionModel, images: torch.Tensor, covariat
             noise = torch.randn(latents.shape, generator=generator).to(device)
             noisy = noise_schedule.add_noise(original_samples=latents, noise=noise, timesteps=timesteps.to(device))
             net_input = noisy if concat is None else torch.cat((noisy, concat), dim=1)
-            output = torch.cat([
-                unet(net_input[i:i + BATCH], timesteps=timesteps[i:i + BATCH].to(device),
-                     context=None if context is None else context[i:i + BATCH]).float()
-                for i in range(0, len(net_input), BATCH)
-            ])
+            output = torch.cat(
+                [
+                    unet(
+                        net_input[i : i + BATCH],
+                        timesteps=timesteps[i : i + BATCH].to(device),
+                        context=None if context is None else context[i : i + BATCH],
+                    ).float()
+                    for i in range(0, len(net_input), BATCH)
+                ]
+            )
             estimate = predict_clean(noise_schedule, output, noisy, t, schedule.prediction_type)
             error = estimate - latents
             alpha_bar = float(noise_schedule.alphas_cumprod[t])
-            results.append(DenoisingError(
-                timestep=t, signal_to_noise=alpha_bar / (1 - alpha_bar),
-                relative_error=float(error.pow(2).mean().sqrt() / spread),
-                constant_region_error=float(error[:, :, constant].pow(2).mean().sqrt()) if constant.any()
-                else float("nan"),
-            ))
+            results.append(
+                DenoisingError(
+                    timestep=t,
+                    signal_to_noise=alpha_bar / (1 - alpha_bar),
+                    relative_error=float(error.pow(2).mean().sqrt() / spread),
+                    constant_region_error=float(error[:, :, constant].pow(2).mean().sqrt())
+                    if constant.any()
+                    else float("nan"),
+                )
+            )
     return results
-

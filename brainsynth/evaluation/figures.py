@@ -9,8 +9,15 @@ from pathlib import Path
 from brainsynth.atomic import atomic_write_bytes
 
 
-def save_scatter(requested: Sequence[float], measured: Sequence[float], path: str | Path, *, label: str,
-                 title: str = "", real: Sequence[float] | None = None) -> Path:
+def save_scatter(
+    requested: Sequence[float],
+    measured: Sequence[float],
+    path: str | Path,
+    *,
+    label: str,
+    title: str = "",
+    real: Sequence[float] | None = None,
+) -> Path:
     """Scatter plot of measured against requested values with the identity line.
 
     ``real``, when given, holds the same segmenter's measurements of the real images whose recorded

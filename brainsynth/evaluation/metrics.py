@@ -21,14 +21,16 @@ MS_SSIM_KERNEL = 7
 def ms_ssim_scales(shape: Sequence[int]) -> int:
     """Number of MS-SSIM scales that fit a volume of ``shape`` (1 to 4)."""
     scales = 1
-    while scales < len(_MS_SSIM_WEIGHTS) and min(shape) > (MS_SSIM_KERNEL - 1) * 2 ** scales:
+    while scales < len(_MS_SSIM_WEIGHTS) and min(shape) > (MS_SSIM_KERNEL - 1) * 2**scales:
         scales += 1
     return scales
 
 
 def _pair(a: np.ndarray, b: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.as_tensor(np.asarray(a, np.float32))[None, None],
-            torch.as_tensor(np.asarray(b, np.float32))[None, None])
+    return (
+        torch.as_tensor(np.asarray(a, np.float32))[None, None],
+        torch.as_tensor(np.asarray(b, np.float32))[None, None],
+    )
 
 
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:
@@ -44,8 +46,9 @@ def ssim(reference: np.ndarray, test: np.ndarray) -> float:
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     """3D multi-scale structural similarity (4 scales) for intensities in [0, 1]."""
     weights = _MS_SSIM_WEIGHTS[: ms_ssim_scales(np.shape(a))]
-    metric = MultiScaleSSIMMetric(spatial_dims=3, data_range=1.0, kernel_size=MS_SSIM_KERNEL,
-                                  weights=tuple(w / sum(weights) for w in weights))
+    metric = MultiScaleSSIMMetric(
+        spatial_dims=3, data_range=1.0, kernel_size=MS_SSIM_KERNEL, weights=tuple(w / sum(weights) for w in weights)
+    )
     x, y = _pair(np.clip(a, 0, 1), np.clip(b, 0, 1))
     return float(metric(x, y))
 

@@ -195,18 +195,30 @@ def evaluate_model(
     say("reconstruction")
     recon_psnr, recon_ssim, reconstructions = _reconstruction(model, real, device)
     say("denoising by noise level")
-    denoising = denoising_errors(model, images.images(torch.arange(count)), images.covariates[:count],
-                                 device=resolve_device(device), seed=seed)
+    denoising = denoising_errors(
+        model, images.images(torch.arange(count)), images.covariates[:count], device=resolve_device(device), seed=seed
+    )
     say("diversity")
     samples, seconds = _diverse_samples(model, images, n, seed, device, guidance)
     report = EvaluationReport(
-        model=model.name, n=n, real_images=str(data_path),
-        reconstruction_psnr_db=recon_psnr, reconstruction_ssim=recon_ssim,
-        samples_ms_ssim=mean_pairwise_ms_ssim(samples), real_ms_ssim=mean_pairwise_ms_ssim(real),
-        fidelity_design=fidelity, seconds_per_sample=seconds, denoising=denoising,
-        settings={"steps": model.config.default_steps, "scheduler": model.config.default_scheduler,
-                  "guidance": guidance, "device": device, "seed": seed,
-                  "segmenter": segmenter or "brainsynth.evaluation.volumetry"},
+        model=model.name,
+        n=n,
+        real_images=str(data_path),
+        reconstruction_psnr_db=recon_psnr,
+        reconstruction_ssim=recon_ssim,
+        samples_ms_ssim=mean_pairwise_ms_ssim(samples),
+        real_ms_ssim=mean_pairwise_ms_ssim(real),
+        fidelity_design=fidelity,
+        seconds_per_sample=seconds,
+        denoising=denoising,
+        settings={
+            "steps": model.config.default_steps,
+            "scheduler": model.config.default_scheduler,
+            "guidance": guidance,
+            "device": device,
+            "seed": seed,
+            "segmenter": segmenter or "brainsynth.evaluation.volumetry",
+        },
     )
     say("measuring the real images")
     recorded = {name: _recorded(images, model, name, n) for name in covariates}
@@ -223,8 +235,7 @@ def evaluate_model(
             real_values = [_field(real_measured[i % len(real)], MEASURABLE[name]) for i in range(n)]
             report.fidelity.append(_fidelity_of(name, recorded[name], sample_measured, real_values))
         else:
-            report.fidelity.append(_swept_fidelity(model, name, recorded[name], n, seed, device, measure,
-                                                   guidance))
+            report.fidelity.append(_swept_fidelity(model, name, recorded[name], n, seed, device, measure, guidance))
     _write(report, output, model, real, reconstructions, samples)
     return report
 
@@ -248,11 +259,12 @@ def _diverse_samples(model: LatentDiffusionModel, images, n: int, seed: int, dev
     samples, seconds = [], []
     for i in range(n):
         normalised = images.covariates[i % len(images)].tolist()
-        values = {s.name: (s.choices[round(v)] if s.categorical else s.denormalise(v)) for s, v in
-                  zip(specs, normalised, strict=True)}
+        values = {
+            s.name: (s.choices[round(v)] if s.categorical else s.denormalise(v))
+            for s, v in zip(specs, normalised, strict=True)
+        }
         started = time.perf_counter()
-        samples.append(model.sample(values, seed=seed + i, device=device, guidance=guidance,
-                                    extrapolate=True).volume)
+        samples.append(model.sample(values, seed=seed + i, device=device, guidance=guidance, extrapolate=True).volume)
         seconds.append(time.perf_counter() - started)
     return samples, float(np.median(seconds))
 
@@ -267,21 +279,33 @@ def _recorded(images, model: LatentDiffusionModel, name: str, n: int) -> list[fl
 def _fidelity_of(name: str, requested: list[float], measured: list[Any], real: list[float] | None = None) -> Fidelity:
     values = [_field(m, MEASURABLE[name]) for m in measured]
     errors = np.abs(np.asarray(requested) - np.asarray(values))
-    result = Fidelity(covariate=name, requested=list(requested), measured=values,
-                      pearson_r=float(np.corrcoef(requested, values)[0, 1]), mean_absolute_error=float(errors.mean()))
+    result = Fidelity(
+        covariate=name,
+        requested=list(requested),
+        measured=values,
+        pearson_r=float(np.corrcoef(requested, values)[0, 1]),
+        mean_absolute_error=float(errors.mean()),
+    )
     if real is not None:
         result.measured_real = list(real)
         result.mean_absolute_error_vs_real = float(np.mean(np.abs(np.asarray(real) - np.asarray(values))))
     return result
 
 
-def _swept_fidelity(model, name: str, recorded: list[float], n: int, seed: int, device: str, measure,
-                    guidance: float = 1.0) -> Fidelity:
+def _swept_fidelity(
+    model, name: str, recorded: list[float], n: int, seed: int, device: str, measure, guidance: float = 1.0
+) -> Fidelity:
     """One covariate evenly over the held-out subjects' range, the others at their defaults."""
     requested = np.linspace(min(recorded), max(recorded), n).tolist()
-    measured = [measure(model.sample({name: value}, seed=seed + 1000 + i, device=device, guidance=guidance,
-                                     extrapolate=True).volume, model.config.affine_array)
-                for i, value in enumerate(requested)]
+    measured = [
+        measure(
+            model.sample(
+                {name: value}, seed=seed + 1000 + i, device=device, guidance=guidance, extrapolate=True
+            ).volume,
+            model.config.affine_array,
+        )
+        for i, value in enumerate(requested)
+    ]
     return _fidelity_of(name, requested, measured)
 
 
@@ -290,23 +314,33 @@ def _write(report: EvaluationReport, output: Path, model, real, reconstructions,
     from brainsynth.figures import save_orthogonal_slices
 
     affine = model.config.affine_array
-    save_orthogonal_slices(real[:2] + reconstructions[:2], [affine] * 4, output / "reconstruction.png",
-                           titles=["real 1", "real 2", "reconstruction 1", "reconstruction 2"], columns=2)
+    save_orthogonal_slices(
+        real[:2] + reconstructions[:2],
+        [affine] * 4,
+        output / "reconstruction.png",
+        titles=["real 1", "real 2", "reconstruction 1", "reconstruction 2"],
+        columns=2,
+    )
     save_orthogonal_slices(samples[:8], [affine] * len(samples[:8]), output / "samples.png", columns=2)
     for item in report.fidelity:
-        save_scatter(item.requested, item.measured, output / f"fidelity_{item.covariate}.png",
-                     label=model.config.covariate(item.covariate).label, real=item.measured_real or None,
-                     title=f"r = {item.pearson_r:.3f}, MAE = {item.mean_absolute_error:.1f} ml")
+        save_scatter(
+            item.requested,
+            item.measured,
+            output / f"fidelity_{item.covariate}.png",
+            label=model.config.covariate(item.covariate).label,
+            real=item.measured_real or None,
+            title=f"r = {item.pearson_r:.3f}, MAE = {item.mean_absolute_error:.1f} ml",
+        )
     (output / "report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     (output / "report.md").write_text(render_markdown(report))
 
 
 _DESIGN_TEXT = {
-    "cohort": "Each sample asked for the covariates of one held-out real subject; \"MAE vs real image\" compares "
-              "the sample's measurement with the same segmenter's measurement of that subject's image, which "
-              "cancels the segmenter's own bias.",
+    "cohort": 'Each sample asked for the covariates of one held-out real subject; "MAE vs real image" compares '
+    "the sample's measurement with the same segmenter's measurement of that subject's image, which "
+    "cancels the segmenter's own bias.",
     "sweep": "One covariate at a time was spread evenly over the held-out subjects' range, the others at the "
-             "model's defaults.",
+    "model's defaults.",
 }
 
 
@@ -339,20 +373,40 @@ def render_markdown(report: EvaluationReport) -> str:
     ]
     for item in report.fidelity:
         agreement = report.segmenter_agreement.get(item.covariate, float("nan"))
-        lines.append(f"| {item.covariate} | {item.pearson_r:.3f} | {item.mean_absolute_error:.1f} | "
-                     f"{item.mean_absolute_error_vs_real:.1f} | {agreement:.3f} |")
-    lines += ["", "The last column is the segmenter's agreement with the recorded volumes on real images: "
-              "the ceiling of a sample's r."]
+        lines.append(
+            f"| {item.covariate} | {item.pearson_r:.3f} | {item.mean_absolute_error:.1f} | "
+            f"{item.mean_absolute_error_vs_real:.1f} | {agreement:.3f} |"
+        )
+    lines += [
+        "",
+        "The last column is the segmenter's agreement with the recorded volumes on real images: "
+        "the ceiling of a sample's r.",
+    ]
     if report.denoising:
-        lines += ["", "## Denoising by noise level", "",
-                  "The held-out images' latents, noised to each timestep and estimated back by the U-Net with "
-                  "their own covariates. Relative error: RMS error over the latents' spread (predicting their "
-                  "mean latent scores about 1; above 1, the U-Net does worse than the average brain at that "
-                  "noise level, and samples inherit it). Background: RMS error in latent units where the real "
-                  "latents hardly vary between images.", "",
-                  "| timestep | signal-to-noise ratio | relative error | background error |", "|---|---|---|---|"]
-        lines += [f"| {d.timestep} | {d.signal_to_noise:.4g} | {d.relative_error:.3f} | "
-                  f"{d.constant_region_error:.3f} |" for d in report.denoising]
-    lines += ["", *[f"![{f.covariate}](fidelity_{f.covariate}.png)" for f in report.fidelity], "",
-              "![samples](samples.png)", "", "![reconstruction](reconstruction.png)", ""]
+        lines += [
+            "",
+            "## Denoising by noise level",
+            "",
+            "The held-out images' latents, noised to each timestep and estimated back by the U-Net with "
+            "their own covariates. Relative error: RMS error over the latents' spread (predicting their "
+            "mean latent scores about 1; above 1, the U-Net does worse than the average brain at that "
+            "noise level, and samples inherit it). Background: RMS error in latent units where the real "
+            "latents hardly vary between images.",
+            "",
+            "| timestep | signal-to-noise ratio | relative error | background error |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {d.timestep} | {d.signal_to_noise:.4g} | {d.relative_error:.3f} | {d.constant_region_error:.3f} |"
+            for d in report.denoising
+        ]
+    lines += [
+        "",
+        *[f"![{f.covariate}](fidelity_{f.covariate}.png)" for f in report.fidelity],
+        "",
+        "![samples](samples.png)",
+        "",
+        "![reconstruction](reconstruction.png)",
+        "",
+    ]
     return "\n".join(lines)

@@ -32,9 +32,16 @@ def covariate_widget(spec: CovariateSpec, extrapolate: bool = False) -> widgets.
     low, high = sorted(spec.denormalise(b) for b in EXTRAPOLATION_BOUNDS) if extrapolate else (spec.low, spec.high)
     value = spec.default if spec.default is not None else (low + high) / 2
     label = f"{spec.label} ({spec.unit})" if spec.unit else spec.label
-    return widgets.FloatSlider(value=min(max(value, low), high), min=low, max=high, step=(high - low) / 200,
-                               description=label, style=style, continuous_update=False,
-                               layout=widgets.Layout(width="480px"))
+    return widgets.FloatSlider(
+        value=min(max(value, low), high),
+        min=low,
+        max=high,
+        step=(high - low) / 200,
+        description=label,
+        style=style,
+        continuous_update=False,
+        layout=widgets.Layout(width="480px"),
+    )
 
 
 class Explorer:
@@ -72,20 +79,28 @@ class Explorer:
         self.seed = widgets.BoundedIntText(value=0, min=0, max=MAX_SEED, description="seed")
         self.random_seed = widgets.Button(description="random seed")
         self.steps = widgets.BoundedIntText(value=config.default_steps, min=1, max=1000, description="steps")
-        self.scheduler = widgets.Dropdown(options=list(SCHEDULERS), value=config.default_scheduler,
-                                          description="scheduler")
-        self.guidance = widgets.FloatSlider(value=config.default_guidance, min=1.0, max=GUIDANCE_SLIDER_MAX, step=0.25,
-                                            description="guidance", disabled=config.null_condition is None,
-                                            tooltip="classifier-free guidance: above 1 follows the covariates "
-                                                    "more closely (models trained with conditioning dropout)")
+        self.scheduler = widgets.Dropdown(
+            options=list(SCHEDULERS), value=config.default_scheduler, description="scheduler"
+        )
+        self.guidance = widgets.FloatSlider(
+            value=config.default_guidance,
+            min=1.0,
+            max=GUIDANCE_SLIDER_MAX,
+            step=0.25,
+            description="guidance",
+            disabled=config.null_condition is None,
+            tooltip="classifier-free guidance: above 1 follows the covariates "
+            "more closely (models trained with conditioning dropout)",
+        )
         self.device = widgets.Dropdown(options=["auto", *available_devices()], value="auto", description="device")
         self.generate_button = widgets.Button(description="Generate", button_style="primary")
         self.cancel_button = widgets.Button(description="Cancel", disabled=True)
         self.progress = widgets.IntProgress(value=0, min=0, max=config.default_steps, description="sampling")
         self.status = widgets.Label(value="")
-        self.slice_sliders = {axis: widgets.IntSlider(value=size // 2, min=0, max=size - 1, description=axis,
-                                                      continuous_update=False)
-                              for axis, size in zip("xyz", config.image_shape, strict=True)}
+        self.slice_sliders = {
+            axis: widgets.IntSlider(value=size // 2, min=0, max=size - 1, description=axis, continuous_update=False)
+            for axis, size in zip("xyz", config.image_shape, strict=True)
+        }
         self.view = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.result: SampleResult | None = None
         self._thread: threading.Thread | None = None
@@ -96,13 +111,19 @@ class Explorer:
         self.extrapolate.observe(lambda _: self._build_covariates(), names="value")
         for slider in self.slice_sliders.values():
             slider.observe(lambda _: self.draw(), names="value")
-        self.widget = widgets.VBox([
-            widgets.HTML(f"<b>brainsynth</b>: {config.name}"), self.covariate_box, self.extrapolate,
-            widgets.HBox([self.seed, self.random_seed]), widgets.HBox([self.steps, self.scheduler, self.device]),
-            self.guidance,
-            widgets.HBox([self.generate_button, self.cancel_button, self.progress, self.status]),
-            widgets.HBox(list(self.slice_sliders.values())), self.view,
-        ])
+        self.widget = widgets.VBox(
+            [
+                widgets.HTML(f"<b>brainsynth</b>: {config.name}"),
+                self.covariate_box,
+                self.extrapolate,
+                widgets.HBox([self.seed, self.random_seed]),
+                widgets.HBox([self.steps, self.scheduler, self.device]),
+                self.guidance,
+                widgets.HBox([self.generate_button, self.cancel_button, self.progress, self.status]),
+                widgets.HBox(list(self.slice_sliders.values())),
+                self.view,
+            ]
+        )
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -157,10 +178,16 @@ class Explorer:
 
     def _run(self) -> None:
         try:
-            result = self.model.sample(self.values(), seed=int(self.seed.value), steps=int(self.steps.value),
-                                       scheduler=self.scheduler.value, device=self.device.value,
-                                       guidance=float(self.guidance.value),
-                                       extrapolate=bool(self.extrapolate.value), callback=self._on_step)
+            result = self.model.sample(
+                self.values(),
+                seed=int(self.seed.value),
+                steps=int(self.steps.value),
+                scheduler=self.scheduler.value,
+                device=self.device.value,
+                guidance=float(self.guidance.value),
+                extrapolate=bool(self.extrapolate.value),
+                callback=self._on_step,
+            )
         except SamplingCancelled:
             self.status.value = "cancelled"
         except BrainsynthError as error:
@@ -205,4 +232,3 @@ class Explorer:
 def _title(result: SampleResult) -> str:
     values = ", ".join(f"{k} {v:.0f}" if not isinstance(v, str) else v for k, v in result.covariates[0].items())
     return f"{values}; seed {result.seeds[0]}"
-

@@ -48,8 +48,9 @@ def _measure(volume: np.ndarray, affine: np.ndarray) -> Any | None:
         return None
 
 
-def show_result_grid(result: SampleResult, labels: Sequence[str], *, measure: bool = True,
-                     views: Sequence[str] = ("axial", "coronal")) -> plt.Figure:
+def show_result_grid(
+    result: SampleResult, labels: Sequence[str], *, measure: bool = True, views: Sequence[str] = ("axial", "coronal")
+) -> plt.Figure:
     """A grid: one column per item of a result, one row per view, labels (and measured volumes) below."""
     count = len(result)
     figure, axes = plt.subplots(len(views), count, figsize=(1.9 * count, 2.1 * len(views) + 0.6), squeeze=False)
@@ -67,8 +68,15 @@ def show_result_grid(result: SampleResult, labels: Sequence[str], *, measure: bo
     return figure
 
 
-def show_traversal(model: LatentDiffusionModel, covariate: str, values: Sequence[float], *, seed: int = 0,
-                   measure: bool = True, **options: Any) -> plt.Figure:
+def show_traversal(
+    model: LatentDiffusionModel,
+    covariate: str,
+    values: Sequence[float],
+    *,
+    seed: int = 0,
+    measure: bool = True,
+    **options: Any,
+) -> plt.Figure:
     """Slices across a covariate sweep (same noise), with the volumes measured in each frame.
 
     Parameters
@@ -90,8 +98,9 @@ def show_traversal(model: LatentDiffusionModel, covariate: str, values: Sequence
     return show_result_grid(result, labels, measure=measure)
 
 
-def show_interpolation(model: LatentDiffusionModel, seed_a: int, seed_b: int, frames: int = 6, *,
-                       measure: bool = False, **options: Any) -> plt.Figure:
+def show_interpolation(
+    model: LatentDiffusionModel, seed_a: int, seed_b: int, frames: int = 6, *, measure: bool = False, **options: Any
+) -> plt.Figure:
     """Slices along a spherical interpolation from seed A's noise to seed B's."""
     result = model.interpolate(seed_a, seed_b, frames, **options)
     return show_result_grid(result, [f"t = {n['t']:.2f}" for n in result.noise], measure=measure)
@@ -135,8 +144,14 @@ def record_denoising(model: LatentDiffusionModel, steps_to_show: Sequence[int], 
     return result, snapshots
 
 
-def show_denoising(model: LatentDiffusionModel, steps_to_show: Sequence[int] | None = None, *,
-                   seed: int = 0, view: str = "axial", **sampling: Any) -> plt.Figure:
+def show_denoising(
+    model: LatentDiffusionModel,
+    steps_to_show: Sequence[int] | None = None,
+    *,
+    seed: int = 0,
+    view: str = "axial",
+    **sampling: Any,
+) -> plt.Figure:
     """How noise becomes a brain: at chosen steps, the latent (channel 0), the predicted clean latent
     and the brain decoded from it."""
     total = sampling.get("steps") or model.config.default_steps
@@ -158,9 +173,14 @@ def show_denoising(model: LatentDiffusionModel, steps_to_show: Sequence[int] | N
     return figure
 
 
-def show_forward_process(model: LatentDiffusionModel, image: np.ndarray, timesteps: Sequence[int] = (0, 100, 300, 600,
-                                                                                                    999),
-                         *, seed: int = 0, view: str = "axial") -> plt.Figure:
+def show_forward_process(
+    model: LatentDiffusionModel,
+    image: np.ndarray,
+    timesteps: Sequence[int] = (0, 100, 300, 600, 999),
+    *,
+    seed: int = 0,
+    view: str = "axial",
+) -> plt.Figure:
     """The forward (noising) process: encode an image, add noise at timesteps ``t``, decode.
 
     ``x_t = sqrt(alpha_bar_t) z + sqrt(1 - alpha_bar_t) eps``, with ``z`` the scaled latent of ``image``.
@@ -180,8 +200,9 @@ def show_forward_process(model: LatentDiffusionModel, image: np.ndarray, timeste
         alpha_bar = float(scheduler.alphas_cumprod[t])
         axes[0, column].imshow(_slice(x_t[0, 0].numpy(), view), cmap="gray")
         axes[1, column].imshow(_slice(decoded, view), cmap="gray", vmin=0, vmax=1)
-        axes[0, column].set_title(f"t = {t}\nsignal {alpha_bar ** 0.5:.2f}, noise {(1 - alpha_bar) ** 0.5:.2f}",
-                                  fontsize=8)
+        axes[0, column].set_title(
+            f"t = {t}\nsignal {alpha_bar**0.5:.2f}, noise {(1 - alpha_bar) ** 0.5:.2f}", fontsize=8
+        )
         for row in range(2):
             axes[row, column].axis("off")
     axes[0, 0].text(-0.1, 0.5, "latent", transform=axes[0, 0].transAxes, rotation=90, va="center", ha="right")

@@ -146,8 +146,10 @@ def _smoothed_maps(spacing: float) -> dict[str, np.ndarray]:
     """Template maps low-pass filtered for resampling at ``spacing`` mm, and the ventricle weight map."""
     template = load_template()
     sigma = max(np.sqrt(max(spacing**2 - 1.0, 0.0)) / 2.355, 0.0)
-    maps = {k: ndimage.gaussian_filter(getattr(template, k), sigma) if sigma else getattr(template, k)
-            for k in ("t1", "gm", "wm", "ventricles")}
+    maps = {
+        k: ndimage.gaussian_filter(getattr(template, k), sigma) if sigma else getattr(template, k)
+        for k in ("t1", "gm", "wm", "ventricles")
+    }
     # 1 inside the ventricles and a 3 mm margin, falling smoothly to 0 about 10 mm further out.
     region = ndimage.binary_dilation(template.ventricles > 0.5, iterations=3).astype(np.float32)
     maps["weight"] = np.clip(ndimage.gaussian_filter(region, 4.0) / 0.5, 0.0, 1.0).astype(np.float32)

@@ -105,16 +105,38 @@ def generate_cohort(
             (anat / f"{participant}_T1w.nii.gz").write_bytes(
                 nifti_bytes(subject["t1"], grid.affine, gzipped=True, description=description)
             )
-            rows.append((participant, params.sex, f"{params.age:.1f}", f"{subject['ventricular_volume_ml']:.2f}",
-                         f"{subject['brain_volume_ml']:.2f}"))
-            subjects.append({"participant_id": participant, **params.to_dict(),
-                             "brain_volume_raw_ml": subject["brain_volume_raw_ml"],
-                             "intracranial_volume_ml": subject["intracranial_volume_ml"]})
+            rows.append(
+                (
+                    participant,
+                    params.sex,
+                    f"{params.age:.1f}",
+                    f"{subject['ventricular_volume_ml']:.2f}",
+                    f"{subject['brain_volume_ml']:.2f}",
+                )
+            )
+            subjects.append(
+                {
+                    "participant_id": participant,
+                    **params.to_dict(),
+                    "brain_volume_raw_ml": subject["brain_volume_raw_ml"],
+                    "intracranial_volume_ml": subject["intracranial_volume_ml"],
+                }
+            )
             if progress is not None:
                 progress(index, n)
-        _write_tables(staging, rows, subjects, {"n": n, "spacing_mm": float(spacing), "seed": seed,
-                                                "shape": list(grid.shape), "affine": grid.affine.tolist(),
-                                                "brainsynth_version": __version__})
+        _write_tables(
+            staging,
+            rows,
+            subjects,
+            {
+                "n": n,
+                "spacing_mm": float(spacing),
+                "seed": seed,
+                "shape": list(grid.shape),
+                "affine": grid.affine.tolist(),
+                "brainsynth_version": __version__,
+            },
+        )
     return output
 
 

@@ -107,7 +107,12 @@ def load_template() -> Template:
     brain_centre = (to_world(brain.min(0)) + to_world(brain.max(0))) / 2.0
     ventricle_centre = to_world(np.argwhere(ventricles).mean(0))
     return Template(
-        t1=t1, gm=gm, wm=wm, ventricles=ventricles.astype(np.float32), affine=affine,
-        brain_centre=brain_centre, ventricle_centre=ventricle_centre,
+        t1=t1,
+        gm=gm,
+        wm=wm,
+        ventricles=ventricles.astype(np.float32),
+        affine=affine,
+        brain_centre=brain_centre,
+        ventricle_centre=ventricle_centre,
         csf_intensity=float(np.median(t1[ventricles])),
     )

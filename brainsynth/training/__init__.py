@@ -23,9 +23,20 @@ from brainsynth.training.loop import TrainingInterrupted, check_output, prepare_
 __all__ = ["TrainingConfig", "TrainingInterrupted", "load_training_config", "train_autoencoder", "train_diffusion"]
 
 
-def _train(task_name: str, data: str | Path, config: str | Path | TrainingConfig, output: str | Path, *,
-           autoencoder: str | Path | None, resume: bool, overwrite: bool, device: str, quiet: bool,
-           steps: int | None, init_from: str | Path | None = None) -> Path:
+def _train(
+    task_name: str,
+    data: str | Path,
+    config: str | Path | TrainingConfig,
+    output: str | Path,
+    *,
+    autoencoder: str | Path | None,
+    resume: bool,
+    overwrite: bool,
+    device: str,
+    quiet: bool,
+    steps: int | None,
+    init_from: str | Path | None = None,
+) -> Path:
     settings = config if isinstance(config, TrainingConfig) else load_training_config(config)
     if steps is not None:
         settings = settings.with_steps(task_name, steps)
@@ -34,8 +45,12 @@ def _train(task_name: str, data: str | Path, config: str | Path | TrainingConfig
     np.random.seed(seed)
     context = init_distributed(device)
     try:
-        folder = check_output(output, resume=resume, overwrite=overwrite,
-                              inputs={"--data": data, "--autoencoder": autoencoder, "--init-from": init_from})
+        folder = check_output(
+            output,
+            resume=resume,
+            overwrite=overwrite,
+            inputs={"--data": data, "--autoencoder": autoencoder, "--init-from": init_from},
+        )
         images = TrainingImages(data, settings.data)  # checks the data before touching the output
         section, config_hash = settings.section(task_name), settings.section_hash(task_name)
         start_model = None
@@ -45,20 +60,34 @@ def _train(task_name: str, data: str | Path, config: str | Path | TrainingConfig
         if autoencoder is not None:  # every check before the output is touched: the autoencoder too
             section = {**section, "autoencoder_weights": check_autoencoder_folder(autoencoder, settings)}
         if resume:
-            check_resumable(folder / "checkpoints", task=task_name, config_hash=config_hash,
-                            autoencoder=section.get("autoencoder_weights"), run_record=folder / "run.json")
-        aside = prepare_output(folder, section=section, config_hash=config_hash, task=task_name,
-                               overwrite=overwrite, context=context)
+            check_resumable(
+                folder / "checkpoints",
+                task=task_name,
+                config_hash=config_hash,
+                autoencoder=section.get("autoencoder_weights"),
+                run_record=folder / "run.json",
+            )
+        aside = prepare_output(
+            folder, section=section, config_hash=config_hash, task=task_name, overwrite=overwrite, context=context
+        )
         with replacing_run(folder, aside, context):  # a failed replacement keeps the old run
             if task_name == "autoencoder":
                 task = AutoencoderTask(settings, images, context, folder)
             else:
                 task = DiffusionTask(settings, images, autoencoder, context, folder, init_from=start_model)
             section_settings = getattr(settings, task_name)
-            return run_training(task, output=folder, total_steps=section_settings.steps,
-                                checkpoint_every=section_settings.checkpoint_every,
-                                log_every=section_settings.log_every, image_every=section_settings.image_every,
-                                config_hash=config_hash, context=context, resume=resume, quiet=quiet)
+            return run_training(
+                task,
+                output=folder,
+                total_steps=section_settings.steps,
+                checkpoint_every=section_settings.checkpoint_every,
+                log_every=section_settings.log_every,
+                image_every=section_settings.image_every,
+                config_hash=config_hash,
+                context=context,
+                resume=resume,
+                quiet=quiet,
+            )
     finally:
         shutdown(context)
 
@@ -70,13 +99,22 @@ def _load_init_from(init_from: str | Path) -> LatentDiffusionModel:
     try:
         return load_model(init_from)
     except BrainsynthError as exc:
-        raise InvalidParameterError(f"init_from must be a model name or folder (got {str(init_from)!r}: {exc})") \
-            from exc
+        raise InvalidParameterError(
+            f"init_from must be a model name or folder (got {str(init_from)!r}: {exc})"
+        ) from exc
 
 
-def train_autoencoder(data: str | Path, config: str | Path | TrainingConfig, output: str | Path, *,
-                      resume: bool = False, overwrite: bool = False, device: str = "auto",
-                      quiet: bool = False, steps: int | None = None) -> Path:
+def train_autoencoder(
+    data: str | Path,
+    config: str | Path | TrainingConfig,
+    output: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str = "auto",
+    quiet: bool = False,
+    steps: int | None = None,
+) -> Path:
     """Train the autoencoder stage.
 
     Parameters
@@ -103,13 +141,33 @@ def train_autoencoder(data: str | Path, config: str | Path | TrainingConfig, out
     Path
         ``output/autoencoder.json``.
     """
-    return _train("autoencoder", data, config, output, autoencoder=None, resume=resume, overwrite=overwrite,
-                  device=device, quiet=quiet, steps=steps)
+    return _train(
+        "autoencoder",
+        data,
+        config,
+        output,
+        autoencoder=None,
+        resume=resume,
+        overwrite=overwrite,
+        device=device,
+        quiet=quiet,
+        steps=steps,
+    )
 
 
-def train_diffusion(data: str | Path, autoencoder: str | Path, config: str | Path | TrainingConfig,
-                    output: str | Path, *, resume: bool = False, overwrite: bool = False, device: str = "auto",
-                    quiet: bool = False, steps: int | None = None, init_from: str | Path | None = None) -> Path:
+def train_diffusion(
+    data: str | Path,
+    autoencoder: str | Path,
+    config: str | Path | TrainingConfig,
+    output: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str = "auto",
+    quiet: bool = False,
+    steps: int | None = None,
+    init_from: str | Path | None = None,
+) -> Path:
     """Train the latent diffusion stage on a trained autoencoder's latents.
 
     The run folder becomes a brainsynth model folder that :func:`brainsynth.load_model` opens.
@@ -122,5 +180,16 @@ def train_diffusion(data: str | Path, autoencoder: str | Path, config: str | Pat
         optimiser and the configuration's own steps, learning rate and schedule. It must have been
         trained with the same autoencoder, U-Net settings and covariates. Recorded in ``run.json``.
     """
-    return _train("diffusion", data, config, output, autoencoder=autoencoder, resume=resume, overwrite=overwrite,
-                  device=device, quiet=quiet, steps=steps, init_from=init_from)
+    return _train(
+        "diffusion",
+        data,
+        config,
+        output,
+        autoencoder=autoencoder,
+        resume=resume,
+        overwrite=overwrite,
+        device=device,
+        quiet=quiet,
+        steps=steps,
+        init_from=init_from,
+    )

@@ -64,10 +64,13 @@ def random_patches(images: torch.Tensor, size: tuple[int, int, int] | None, gene
         return images
     patches = []
     for image in images:
-        corner = [int(torch.randint(0, s - p + 1, (1,), generator=generator)) for s, p in
-                  zip(image.shape[1:], size, strict=True)]
-        patches.append(image[:, corner[0]:corner[0] + size[0], corner[1]:corner[1] + size[1],
-                             corner[2]:corner[2] + size[2]])
+        corner = [
+            int(torch.randint(0, s - p + 1, (1,), generator=generator))
+            for s, p in zip(image.shape[1:], size, strict=True)
+        ]
+        patches.append(
+            image[:, corner[0] : corner[0] + size[0], corner[1] : corner[1] + size[1], corner[2] : corner[2] + size[2]]
+        )
     return torch.stack(patches)
 
 
@@ -84,8 +87,9 @@ class AutoencoderTask(TrainingTask):
 
     def __init__(self, config: TrainingConfig, data: TrainingImages, context: Distributed, output: Path) -> None:
         settings = config.autoencoder
-        if settings.patch_size is not None and any(p > s for p, s in zip(settings.patch_size, config.data.shape,
-                                                                              strict=True)):
+        if settings.patch_size is not None and any(
+            p > s for p, s in zip(settings.patch_size, config.data.shape, strict=True)
+        ):
             raise InvalidParameterError(
                 f"autoencoder.patch_size {settings.patch_size} is larger than data.shape {config.data.shape}"
             )
@@ -94,8 +98,9 @@ class AutoencoderTask(TrainingTask):
         torch.manual_seed(settings.seed)
         device = context.device
         self.autoencoder = build_autoencoder(settings.network).to(device)
-        self.discriminator = PatchDiscriminator(spatial_dims=3, in_channels=1, out_channels=1,
-                                                **settings.discriminator).to(device)
+        self.discriminator = PatchDiscriminator(
+            spatial_dims=3, in_channels=1, out_channels=1, **settings.discriminator
+        ).to(device)
         if context.enabled:
             self.autoencoder = DistributedDataParallel(self.autoencoder)
             self.discriminator = DistributedDataParallel(self.discriminator)
@@ -104,8 +109,9 @@ class AutoencoderTask(TrainingTask):
         self.adversarial = PatchAdversarialLoss(criterion="least_squares")
         self.perceptual, reason = _perceptual_loss(settings.perceptual_weight)
         if self.perceptual is None and settings.perceptual_weight > 0:
-            self.notes.append({"event": "perceptual_loss_unavailable",
-                               "message": f"training without perceptual loss ({reason})"})
+            self.notes.append(
+                {"event": "perceptual_loss_unavailable", "message": f"training without perceptual loss ({reason})"}
+            )
         elif self.perceptual is not None:
             self.perceptual.to(device)
         self._last_batch: torch.Tensor | None = None
@@ -128,7 +134,7 @@ class AutoencoderTask(TrainingTask):
         settings, context = self.settings, self.context
         shared, own = step_generator(settings.seed, step), step_generator(settings.seed, step, context.rank)
         indices = torch.randint(len(self.data), (settings.batch_size * context.world_size,), generator=shared)
-        mine = indices[context.rank * settings.batch_size:(context.rank + 1) * settings.batch_size]
+        mine = indices[context.rank * settings.batch_size : (context.rank + 1) * settings.batch_size]
         images = random_patches(self.data.images(mine), settings.patch_size, own).to(context.device)
         self._last_batch = images[:1].detach()
         adversarial_on = step >= settings.adversarial_warmup
@@ -156,8 +162,10 @@ class AutoencoderTask(TrainingTask):
         if adversarial_on:
             fake = self.discriminator(reconstruction.contiguous().detach())[-1]
             real = self.discriminator(images.contiguous().detach())[-1]
-            loss_d = 0.5 * (self.adversarial(fake, target_is_real=False, for_discriminator=True)
-                            + self.adversarial(real, target_is_real=True, for_discriminator=True))
+            loss_d = 0.5 * (
+                self.adversarial(fake, target_is_real=False, for_discriminator=True)
+                + self.adversarial(real, target_is_real=True, for_discriminator=True)
+            )
             self.optimizer_d.zero_grad(set_to_none=True)
             (settings.adversarial_weight * loss_d).backward()
             self.optimizer_d.step()
@@ -171,8 +179,10 @@ class AutoencoderTask(TrainingTask):
         autoencoder = _unwrap(self.autoencoder).eval()
         reconstruction = autoencoder.reconstruct(self._last_batch)
         autoencoder.train()
-        pair = np.concatenate([middle_slices(self._last_batch[0, 0].cpu().numpy()),
-                               middle_slices(reconstruction[0, 0].cpu().numpy())], axis=0)
+        pair = np.concatenate(
+            [middle_slices(self._last_batch[0, 0].cpu().numpy()), middle_slices(reconstruction[0, 0].cpu().numpy())],
+            axis=0,
+        )
         logger.image("autoencoder/input_and_reconstruction", pair, step)
 
     def checked_module(self) -> torch.nn.Module:
@@ -189,8 +199,11 @@ def save_autoencoder(autoencoder: torch.nn.Module, output: Path, config: Trainin
     manifest = {
         "format": "brainsynth.autoencoder",
         "network": config.autoencoder.network,
-        "data": {"spacing": config.data.spacing, "shape": list(config.data.shape),
-                 "covariates": config.data.covariates},
+        "data": {
+            "spacing": config.data.spacing,
+            "shape": list(config.data.shape),
+            "covariates": config.data.covariates,
+        },
         "affine": data.grid_affine(config.data).tolist(),
         "weights": {"file": weights.name, "sha256": hash_file(weights)},
         "training": {"config": config.name, "steps": config.autoencoder.steps, "subjects": len(data)},

@@ -33,8 +33,13 @@ def rng_state() -> dict[str, Any]:
     kind, keys, position, has_gauss, cached = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
 
@@ -44,8 +49,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     numpy_state = state["numpy"]
-    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
-                         numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached"]))
+    np.random.set_state(
+        (
+            numpy_state["kind"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["position"],
+            numpy_state["has_gauss"],
+            numpy_state["cached"],
+        )
+    )
     torch.set_rng_state(state["torch"])
 
 
@@ -60,8 +72,14 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
     return target
 
 
-def check_resumable(folder: str | Path, *, task: str, config_hash: str, autoencoder: str | None = None,
-                    run_record: str | Path | None = None) -> None:
+def check_resumable(
+    folder: str | Path,
+    *,
+    task: str,
+    config_hash: str,
+    autoencoder: str | None = None,
+    run_record: str | Path | None = None,
+) -> None:
     """Check, before anything is written, that the run in ``folder`` may be continued as asked.
 
     The checkpoint must be of ``task`` and the same configuration, and a diffusion run must continue
@@ -84,7 +102,8 @@ def check_resumable(folder: str | Path, *, task: str, config_hash: str, autoenco
         raise CheckpointError(
             f"cannot resume: the run was trained on the latents of another autoencoder (its weights' sha256 "
             f"{str(recorded)[:12]}..., this --autoencoder's {autoencoder[:12]}...); give the autoencoder it started "
-            "with, or start afresh with --overwrite")
+            "with, or start afresh with --overwrite"
+        )
 
 
 def load_checkpoint(folder: str | Path, *, task: str, config_hash: str, peek: bool = False) -> dict[str, Any]:

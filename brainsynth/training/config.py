@@ -22,8 +22,16 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 #: Settings that say how long a run is, how often it reports, in which arithmetic it runs, how its
 #: learning rate ends and how its model samples by default, not what it learns: a checkpoint may be
 #: resumed with other values of these (to train a run longer, or to anneal a long run).
-UNCHECKED_ON_RESUME = ("steps", "checkpoint_every", "log_every", "image_every", "precision", "lr_schedule",
-                       "sampling_guidance", "sampling_precision")
+UNCHECKED_ON_RESUME = (
+    "steps",
+    "checkpoint_every",
+    "log_every",
+    "image_every",
+    "precision",
+    "lr_schedule",
+    "sampling_guidance",
+    "sampling_precision",
+)
 #: Arithmetic of the diffusion U-Net's forward pass in training (weights and optimiser stay float32).
 TRAINING_PRECISIONS = ("float32", "bfloat16")
 #: Learning-rate schedules after the warm-up: constant, or a cosine from ``lr`` to 0 at the last step.

@@ -123,8 +123,7 @@ def find_subjects(folder: str | Path, settings: DataSettings) -> list[Subject]:
         raise DataError(f"data folder {folder} is empty")
     rows = _read_participants(folder, settings)
     subjects = [
-        Subject(row["participant_id"], _image_path(folder, row["participant_id"]),
-                _row_covariates(row, settings, line))
+        Subject(row["participant_id"], _image_path(folder, row["participant_id"]), _row_covariates(row, settings, line))
         for line, row in enumerate(rows, start=2)
     ]
     spacings = {s.participant_id: max(_check_image(s.image)) for s in subjects}
@@ -139,15 +138,17 @@ def find_subjects(folder: str | Path, settings: DataSettings) -> list[Subject]:
 
 def image_transforms(settings: DataSettings) -> Compose:
     """MONAI transforms from a NIfTI path to a (1, X, Y, Z) float32 tensor on the model grid."""
-    return Compose([
-        LoadImaged(keys="image", image_only=True),
-        EnsureChannelFirstd(keys="image"),
-        Orientationd(keys="image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-        Spacingd(keys="image", pixdim=(settings.spacing,) * 3, mode="bilinear"),
-        ResizeWithPadOrCropd(keys="image", spatial_size=settings.shape),
-        ScaleIntensityRangePercentilesd(keys="image", lower=0.0, upper=99.5, b_min=0.0, b_max=1.0, clip=True),
-        EnsureTyped(keys="image", dtype=torch.float32, track_meta=False),
-    ])
+    return Compose(
+        [
+            LoadImaged(keys="image", image_only=True),
+            EnsureChannelFirstd(keys="image"),
+            Orientationd(keys="image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+            Spacingd(keys="image", pixdim=(settings.spacing,) * 3, mode="bilinear"),
+            ResizeWithPadOrCropd(keys="image", spatial_size=settings.shape),
+            ScaleIntensityRangePercentilesd(keys="image", lower=0.0, upper=99.5, b_min=0.0, b_max=1.0, clip=True),
+            EnsureTyped(keys="image", dtype=torch.float32, track_meta=False),
+        ]
+    )
 
 
 class TrainingImages:
@@ -164,14 +165,17 @@ class TrainingImages:
     def __init__(self, folder: str | Path, settings: DataSettings) -> None:
         self.subjects = find_subjects(folder, settings)
         items = [{"image": str(s.image)} for s in self.subjects]
-        self._cache = CacheDataset(items, transform=image_transforms(settings), cache_rate=1.0, num_workers=0,
-                                   progress=False)
+        self._cache = CacheDataset(
+            items, transform=image_transforms(settings), cache_rate=1.0, num_workers=0, progress=False
+        )
         for index, subject in enumerate(self.subjects):
             image = torch.as_tensor(self._cache[index]["image"])
             if not torch.isfinite(image).all():
                 bad = int((~torch.isfinite(image)).sum())
-                raise DataError(f"{subject.image} holds {bad} voxels that are not finite numbers (NaN or infinite, "
-                                "e.g. from a huge scl_slope) after loading; fix or leave out this image")
+                raise DataError(
+                    f"{subject.image} holds {bad} voxels that are not finite numbers (NaN or infinite, "
+                    "e.g. from a huge scl_slope) after loading; fix or leave out this image"
+                )
         self.covariates = torch.tensor([s.covariates for s in self.subjects], dtype=torch.float32)
 
     def __len__(self) -> int:

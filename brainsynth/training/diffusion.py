@@ -59,17 +59,20 @@ def _check_autoencoder(manifest: dict[str, Any], config: TrainingConfig, folder:
     data = manifest["data"]
     problems = []
     if tuple(data["shape"]) != tuple(config.data.shape) or float(data["spacing"]) != float(config.data.spacing):
-        problems.append(f"it was trained on a {'x'.join(map(str, data['shape']))} grid of {data['spacing']:g} mm, "
-                        f"the diffusion config asks for {'x'.join(map(str, config.data.shape))} of "
-                        f"{config.data.spacing:g} mm")
+        problems.append(
+            f"it was trained on a {'x'.join(map(str, data['shape']))} grid of {data['spacing']:g} mm, "
+            f"the diffusion config asks for {'x'.join(map(str, config.data.shape))} of "
+            f"{config.data.spacing:g} mm"
+        )
     if data.get("covariates") != config.data.covariates:
         problems.append(f"its covariate set is {data.get('covariates')!r}, the config's {config.data.covariates!r}")
     if problems:
         raise InvalidParameterError(f"autoencoder {folder} does not match the diffusion config: " + "; ".join(problems))
 
 
-def _model_config(config: TrainingConfig, manifest: dict[str, Any], latent_shape: tuple[int, ...],
-                  scale_factor: float) -> ModelConfig:
+def _model_config(
+    config: TrainingConfig, manifest: dict[str, Any], latent_shape: tuple[int, ...], scale_factor: float
+) -> ModelConfig:
     unet = config.diffusion.network
     specs = config.data.covariate_specs
     concat = unet.get("in_channels") == latent_shape[0] + len(specs)
@@ -92,8 +95,13 @@ def _model_config(config: TrainingConfig, manifest: dict[str, Any], latent_shape
             null_condition=NULL_CONDITION if config.diffusion.conditioning_dropout > 0 else None,
             default_guidance=config.diffusion.sampling_guidance,
             default_precision=config.diffusion.sampling_precision,
-            extra={"training": {"config": config.name, "diffusion_steps": config.diffusion.steps,
-                                "null_condition": NULL_CONDITION}},
+            extra={
+                "training": {
+                    "config": config.name,
+                    "diffusion_steps": config.diffusion.steps,
+                    "null_condition": NULL_CONDITION,
+                }
+            },
         )
     except ModelLoadError as exc:
         raise InvalidParameterError(f"the diffusion config does not fit the autoencoder: {exc}") from exc
@@ -111,8 +119,9 @@ def encode_latents(autoencoder: torch.nn.Module, data: TrainingImages, device: t
     return {"mu": torch.cat(means), "sigma": torch.cat(sigmas)}
 
 
-def cached_latents(folder: Path, autoencoder: torch.nn.Module, manifest: dict[str, Any], data: TrainingImages,
-                   context: Distributed) -> dict[str, torch.Tensor]:
+def cached_latents(
+    folder: Path, autoencoder: torch.nn.Module, manifest: dict[str, Any], data: TrainingImages, context: Distributed
+) -> dict[str, torch.Tensor]:
     """Latents from ``folder/latents.pt``, encoding them first if the cache is missing or stale."""
     path = folder / LATENT_CACHE
     key = manifest["weights"]["sha256"] + ":" + ",".join(s.participant_id for s in data.subjects)
@@ -151,13 +160,16 @@ def initialise_from_model(unet: torch.nn.Module, model: LatentDiffusionModel, co
     if dict(model.config.unet) != dict(config.unet):
         problems.append("its U-Net settings differ from the configuration's")
     if tuple(model.config.latent_shape) != tuple(config.latent_shape):
-        problems.append(f"its latent shape is {tuple(model.config.latent_shape)}, the run's "
-                        f"{tuple(config.latent_shape)}")
+        problems.append(
+            f"its latent shape is {tuple(model.config.latent_shape)}, the run's {tuple(config.latent_shape)}"
+        )
     if [c.name for c in model.config.covariates] != [c.name for c in config.covariates]:
         problems.append("its covariates differ from the run's")
     if not math.isclose(model.config.scale_factor, config.scale_factor, rel_tol=1e-4):
-        problems.append(f"its latent scale factor is {model.config.scale_factor:.6g}, the run's "
-                        f"{config.scale_factor:.6g} (another autoencoder or other data)")
+        problems.append(
+            f"its latent scale factor is {model.config.scale_factor:.6g}, the run's "
+            f"{config.scale_factor:.6g} (another autoencoder or other data)"
+        )
     if problems:
         raise InvalidParameterError(f"init_from {model.source!r} cannot start this run: " + "; ".join(problems))
     unet.load_state_dict(model.unet.state_dict())
@@ -168,8 +180,15 @@ class DiffusionTask(TrainingTask):
 
     task = "diffusion"
 
-    def __init__(self, config: TrainingConfig, data: TrainingImages, autoencoder_folder: str | Path,
-                 context: Distributed, output: Path, init_from: LatentDiffusionModel | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainingConfig,
+        data: TrainingImages,
+        autoencoder_folder: str | Path,
+        context: Distributed,
+        output: Path,
+        init_from: LatentDiffusionModel | None = None,
+    ) -> None:
         settings = config.diffusion
         self.config, self.settings, self.data, self.context, self.output = config, settings, data, context, output
         autoencoder, self.manifest = load_trained_autoencoder(autoencoder_folder)
@@ -188,13 +207,20 @@ class DiffusionTask(TrainingTask):
             self.unet = DistributedDataParallel(self.unet)
         self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=settings.lr)
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, functools.partial(lr_factor, warmup=settings.warmup_steps, total=settings.steps,
-                                              schedule=settings.lr_schedule))
+            self.optimizer,
+            functools.partial(
+                lr_factor, warmup=settings.warmup_steps, total=settings.steps, schedule=settings.lr_schedule
+            ),
+        )
         self.noise = training_noise(settings.noise_schedule)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"unet": _unwrap(self.unet).state_dict(), "ema": self.ema, "optimizer": self.optimizer.state_dict(),
-                "lr_schedule": self.lr_schedule.state_dict()}
+        return {
+            "unet": _unwrap(self.unet).state_dict(),
+            "ema": self.ema,
+            "optimizer": self.optimizer.state_dict(),
+            "lr_schedule": self.lr_schedule.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         _unwrap(self.unet).load_state_dict(state["unet"])
@@ -206,7 +232,7 @@ class DiffusionTask(TrainingTask):
         settings, context = self.settings, self.context
         shared, own = step_generator(settings.seed, step), step_generator(settings.seed, step, context.rank)
         indices = torch.randint(len(self.data), (settings.batch_size * context.world_size,), generator=shared)
-        mine = indices[context.rank * settings.batch_size:(context.rank + 1) * settings.batch_size]
+        mine = indices[context.rank * settings.batch_size : (context.rank + 1) * settings.batch_size]
         z = self.mu[mine] + self.sigma[mine] * torch.randn(self.mu[mine].shape, generator=own)
         if settings.latents == "mean":  # the posterior's mean: the draw above only keeps the random streams equal
             z = self.mu[mine]
@@ -251,8 +277,13 @@ class DiffusionTask(TrainingTask):
         unet = build_unet(self.settings.network)
         unet.load_state_dict({k: v.cpu() for k, v in self.ema.items()})
         autoencoder = self.autoencoder.cpu()
-        return LatentDiffusionModel(self.model_config, autoencoder, unet, source=str(self.output),
-                                    weight_hashes={"autoencoder": {"sha256": self.manifest["weights"]["sha256"]}})
+        return LatentDiffusionModel(
+            self.model_config,
+            autoencoder,
+            unet,
+            source=str(self.output),
+            weight_hashes={"autoencoder": {"sha256": self.manifest["weights"]["sha256"]}},
+        )
 
     def log_images(self, step: int, logger: RunLogger) -> None:
         result = self.ema_model().sample(seed=0, device="cpu")

@@ -33,8 +33,9 @@ class RunLogger:
         No progress bar.
     """
 
-    def __init__(self, folder: Path, total_steps: int, start_step: int = 0, *, enabled: bool = True,
-                 quiet: bool = False) -> None:
+    def __init__(
+        self, folder: Path, total_steps: int, start_step: int = 0, *, enabled: bool = True, quiet: bool = False
+    ) -> None:
         self.enabled = enabled
         self._log = open(folder / "log.jsonl", "a") if enabled else None  # noqa: SIM115 - closed in close()
         self._bar = None

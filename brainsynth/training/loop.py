@@ -74,8 +74,9 @@ class TrainingTask:
         raise NotImplementedError
 
 
-def check_output(output: str | Path, *, resume: bool, overwrite: bool,
-                 inputs: Mapping[str, str | Path | None] | None = None) -> Path:
+def check_output(
+    output: str | Path, *, resume: bool, overwrite: bool, inputs: Mapping[str, str | Path | None] | None = None
+) -> Path:
     """Check a run folder before any work: an existing run is only continued (resume) or replaced (overwrite).
 
     ``overwrite`` replaces only a training run (a folder with ``run.json``), and never a folder that
@@ -106,8 +107,9 @@ def check_output(output: str | Path, *, resume: bool, overwrite: bool,
     return output
 
 
-def prepare_output(output: Path, *, section: dict[str, Any], config_hash: str, task: str, overwrite: bool,
-                   context: Distributed) -> Path | None:
+def prepare_output(
+    output: Path, *, section: dict[str, Any], config_hash: str, task: str, overwrite: bool, context: Distributed
+) -> Path | None:
     """Create the run folder checked by :func:`check_output`.
 
     With ``overwrite`` the old run is moved aside to a hidden folder beside it (returned), to be
@@ -171,13 +173,16 @@ class _StopSignal:
 
 def _checkpoint(task: TrainingTask, folder: Path, step: int, config_hash: str, context: Distributed) -> None:
     if context.is_main:
-        save_checkpoint(folder, {"task": task.task, "step": step, "config_hash": config_hash, "rng": rng_state(),
-                                 **task.state_dict()})
+        save_checkpoint(
+            folder,
+            {"task": task.task, "step": step, "config_hash": config_hash, "rng": rng_state(), **task.state_dict()},
+        )
     barrier(context)
 
 
-def _stop_if_diverged(values: dict[str, float], step: int, folder: Path, logger: RunLogger,
-                      context: Distributed) -> None:
+def _stop_if_diverged(
+    values: dict[str, float], step: int, folder: Path, logger: RunLogger, context: Distributed
+) -> None:
     """Stop at the first loss that is not a finite number, before it reaches a checkpoint."""
     bad = sorted(name for name, value in values.items() if not math.isfinite(float(value)))
     if not any_rank(bool(bad), context):
@@ -185,15 +190,30 @@ def _stop_if_diverged(values: dict[str, float], step: int, folder: Path, logger:
     logger.event("diverged", step=step, losses={k: float(v) for k, v in values.items()})
     what = ", ".join(f"{k} is {float(values[k])}" for k in bad) or "another process's loss is not finite"
     checkpoint = folder / CHECKPOINT_NAME
-    kept = f"its last checkpoint, {checkpoint}, is from before and is kept" if checkpoint.is_file() else \
-        "no checkpoint had been written yet"
-    raise TrainingDiverged(f"training stopped at step {step}: {what}; {kept}. Lower the learning rate, or check the "
-                           "data for extreme values")
+    kept = (
+        f"its last checkpoint, {checkpoint}, is from before and is kept"
+        if checkpoint.is_file()
+        else "no checkpoint had been written yet"
+    )
+    raise TrainingDiverged(
+        f"training stopped at step {step}: {what}; {kept}. Lower the learning rate, or check the "
+        "data for extreme values"
+    )
 
 
-def run_training(task: TrainingTask, *, output: Path, total_steps: int, checkpoint_every: int, log_every: int,
-                 image_every: int, config_hash: str, context: Distributed, resume: bool = False,
-                 quiet: bool = False) -> Path:
+def run_training(
+    task: TrainingTask,
+    *,
+    output: Path,
+    total_steps: int,
+    checkpoint_every: int,
+    log_every: int,
+    image_every: int,
+    config_hash: str,
+    context: Distributed,
+    resume: bool = False,
+    quiet: bool = False,
+) -> Path:
     """Run ``task`` to ``total_steps`` with checkpoints every ``checkpoint_every`` steps.
 
     Returns
@@ -214,8 +234,14 @@ def run_training(task: TrainingTask, *, output: Path, total_steps: int, checkpoi
         set_rng_state(state["rng"])
         start = int(state["step"])
     logger = RunLogger(output, total_steps, start, enabled=context.is_main, quiet=quiet)
-    logger.event("resume" if resume else "start", step=start, task=task.task, processes=context.world_size,
-                 device=str(context.device), message=f"continuing from step {start}" if resume else "")
+    logger.event(
+        "resume" if resume else "start",
+        step=start,
+        task=task.task,
+        processes=context.world_size,
+        device=str(context.device),
+        message=f"continuing from step {start}" if resume else "",
+    )
     for note in task.notes:
         logger.event(**note)
     try:
@@ -224,8 +250,9 @@ def run_training(task: TrainingTask, *, output: Path, total_steps: int, checkpoi
             while step < total_steps:
                 if any_rank(stop.received is not None, context):
                     _checkpoint(task, folder, step, config_hash, context)
-                    logger.event("interrupted", step=step, signal=stop.received,
-                                 message=f"checkpoint saved at step {step}")
+                    logger.event(
+                        "interrupted", step=step, signal=stop.received, message=f"checkpoint saved at step {step}"
+                    )
                     raise TrainingInterrupted(step, folder)
                 values = task.train_step(step)
                 _stop_if_diverged(values, step + 1, folder, logger, context)
@@ -239,8 +266,9 @@ def run_training(task: TrainingTask, *, output: Path, total_steps: int, checkpoi
                     _checkpoint(task, folder, step, config_hash, context)
                     logger.event("checkpoint", step=step)
         checksums = gather_strings(weights_checksum(task.checked_module()), context)
-        logger.event("weights_agree", processes=context.world_size, identical=len(set(checksums)) == 1,
-                     checksums=checksums)
+        logger.event(
+            "weights_agree", processes=context.world_size, identical=len(set(checksums)) == 1, checksums=checksums
+        )
         result = task.finish(logger) if context.is_main else output
         barrier(context)
         logger.event("finished", step=total_steps, result=str(result))

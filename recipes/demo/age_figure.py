@@ -41,8 +41,11 @@ def main() -> None:
     model = brainsynth.load_model(args.model)
     volumes, titles = [], []
     for age, (ventricles, brain) in zip(AGES, typical_volumes(args.cohort / "participants.tsv", AGES), strict=True):
-        result = model.sample({"sex": "female", "age": age, "ventricular_volume": ventricles,
-                               "brain_volume": brain}, seed=args.seed, extrapolate=True)
+        result = model.sample(
+            {"sex": "female", "age": age, "ventricular_volume": ventricles, "brain_volume": brain},
+            seed=args.seed,
+            extrapolate=True,
+        )
         volumes.append(result.volume)
         titles.append(f"{age:.0f} y, ventricles {ventricles:.0f} ml")
     save_orthogonal_slices(volumes, [model.config.affine_array] * len(volumes), args.output, titles=titles, columns=1)

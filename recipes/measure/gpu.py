@@ -47,35 +47,67 @@ VARIANTS = [
     ("demo: defaults, bfloat16, batch 32", "demo", False, {"precision": "bfloat16", "batch_size": 32}, 3, 120),
     ("ukb: DDIM 20, float16", "ukb", True, {"steps": 20, "precision": "float16"}, 4, 150),
     ("ukb: DDIM 50, bfloat16", "ukb", True, {"precision": "bfloat16"}, 3, 180),
-    ("ukb: DDIM 20, bfloat16, batch 16", "ukb", True, {"steps": 20, "precision": "bfloat16", "batch_size": 16}, 2,
-     240),
-    ("ukb: DDIM 20, bfloat16, batch 8, compiled", "ukb", True,
-     {"steps": 20, "precision": "bfloat16", "batch_size": 8, "compile": True}, 3, 300),
-    ("ukb: DDIM 20, bfloat16, compiled with CUDA graphs", "ukb", True,
-     {"steps": 20, "precision": "bfloat16", "compile": "reduce-overhead"}, 4, 200),
+    ("ukb: DDIM 20, bfloat16, batch 16", "ukb", True, {"steps": 20, "precision": "bfloat16", "batch_size": 16}, 2, 240),
+    (
+        "ukb: DDIM 20, bfloat16, batch 8, compiled",
+        "ukb",
+        True,
+        {"steps": 20, "precision": "bfloat16", "batch_size": 8, "compile": True},
+        3,
+        300,
+    ),
+    (
+        "ukb: DDIM 20, bfloat16, compiled with CUDA graphs",
+        "ukb",
+        True,
+        {"steps": 20, "precision": "bfloat16", "compile": "reduce-overhead"},
+        4,
+        200,
+    ),
 ]
 
 
 def machine() -> dict:
     """What the measurements ran on."""
-    smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                         capture_output=True, text=True).stdout.strip()
-    return {"gpu": torch.cuda.get_device_name(), "nvidia_smi": smi, "torch": torch.__version__,
-            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-            "cpu_count": os.cpu_count(),
-            "known_issues": {p: low_precision_issues(p) for p in ("bfloat16", "float16")}}
+    smi = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return {
+        "gpu": torch.cuda.get_device_name(),
+        "nvidia_smi": smi,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "cpu_count": os.cpu_count(),
+        "known_issues": {p: low_precision_issues(p) for p in ("bfloat16", "float16")},
+    }
 
 
-def spec_for(side: str, model: str, random_weights: bool, overrides: dict, runs: int, folder: Path,
-             device: str = "cuda") -> dict:
+def spec_for(
+    side: str, model: str, random_weights: bool, overrides: dict, runs: int, folder: Path, device: str = "cuda"
+) -> dict:
     from brainsynth.loading import load_model
     from brainsynth.presets import ukb_config
 
     config = ukb_config() if random_weights else load_model(model).config  # no random initialisation here
-    spec = {"side": side, "model": model, "random_weights": random_weights, "device": device,
-            "steps": config.default_steps, "scheduler": config.default_scheduler, "runs": runs, "seed": 0,
-            "batch_size": 1, "precision": "float32", "decoding": "auto", "compile": False,
-            "weight_dtype": "float32", "volume_path": str(folder / f"{side}-{model}-{time.monotonic_ns()}.npy")}
+    spec = {
+        "side": side,
+        "model": model,
+        "random_weights": random_weights,
+        "device": device,
+        "steps": config.default_steps,
+        "scheduler": config.default_scheduler,
+        "runs": runs,
+        "seed": 0,
+        "batch_size": 1,
+        "precision": "float32",
+        "decoding": "auto",
+        "compile": False,
+        "weight_dtype": "float32",
+        "volume_path": str(folder / f"{side}-{model}-{time.monotonic_ns()}.npy"),
+    }
     if side == "brainsynth":
         spec.update(overrides)
     return spec
@@ -93,17 +125,26 @@ def measure(spec: dict, limit: float) -> dict:
     seconds = measured["seconds"]
     steady = seconds[1:] or seconds
     batch = spec.get("batch_size", 1)
-    return {"seconds_per_brain_runs": seconds, "first_run_seconds_per_brain": seconds[0],
-            "seconds_per_brain": statistics.median(steady), "brains_per_second": 1.0 / statistics.median(steady),
-            "peak_memory_mb": measured["peak_memory_mb"], "batch_size": batch,
-            "process_seconds": time.perf_counter() - started}
+    return {
+        "seconds_per_brain_runs": seconds,
+        "first_run_seconds_per_brain": seconds[0],
+        "seconds_per_brain": statistics.median(steady),
+        "brains_per_second": 1.0 / statistics.median(steady),
+        "peak_memory_mb": measured["peak_memory_mb"],
+        "batch_size": batch,
+        "process_seconds": time.perf_counter() - started,
+    }
 
 
 def compare(reference_path: str, path: str) -> dict:
     a, b = np.load(reference_path), np.load(path)
     clipped = np.clip(a, 0, 1), np.clip(b, 0, 1)
-    return {"max_abs": float(np.abs(a - b).max()), "mean_abs": float(np.abs(a - b).mean()),
-            "psnr_db": psnr(*clipped), "ssim": ssim(*clipped)}
+    return {
+        "max_abs": float(np.abs(a - b).max()),
+        "mean_abs": float(np.abs(a - b).mean()),
+        "psnr_db": psnr(*clipped),
+        "ssim": ssim(*clipped),
+    }
 
 
 def decoding_check() -> dict:
@@ -129,9 +170,13 @@ def decoding_check() -> dict:
                 model.decode(latent, precision=precision)
                 torch.cuda.synchronize()
                 seconds[mode] = time.perf_counter() - started
-        report[precision] = {"max_abs_difference": float(np.abs(volumes["full"] - volumes["split"]).max()),
-                             "full_peak_mb": peaks["full"], "split_peak_mb": peaks["split"],
-                             "full_seconds": seconds["full"], "split_seconds": seconds["split"]}
+        report[precision] = {
+            "max_abs_difference": float(np.abs(volumes["full"] - volumes["split"]).max()),
+            "full_peak_mb": peaks["full"],
+            "split_peak_mb": peaks["split"],
+            "full_seconds": seconds["full"],
+            "split_seconds": seconds["split"],
+        }
     model.decoding = "auto"
     with torch.no_grad():
         model.decode(latent)
@@ -144,29 +189,54 @@ def training_check(cohort: Path, folder: Path) -> dict:
     report = {}
     runs = {"autoencoder": folder / "ae", "diffusion": folder / "ldm"}
     for stage, output in runs.items():
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
-                   "-m", "brainsynth", "train", stage, "--data", str(cohort), "--config", "tiny",
-                   "--output", str(output), "--device", "cuda", "--quiet"]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "1",
+            "-m",
+            "brainsynth",
+            "train",
+            stage,
+            "--data",
+            str(cohort),
+            "--config",
+            "tiny",
+            "--output",
+            str(output),
+            "--device",
+            "cuda",
+            "--quiet",
+        ]
         if stage == "diffusion":
             command += ["--autoencoder", str(runs["autoencoder"])]
         started = time.perf_counter()
         process = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        report[stage] = {"returncode": process.returncode, "seconds": time.perf_counter() - started,
-                         "tail": (process.stdout + process.stderr)[-1500:]}
+        report[stage] = {
+            "returncode": process.returncode,
+            "seconds": time.perf_counter() - started,
+            "tail": (process.stdout + process.stderr)[-1500:],
+        }
     return report
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| variant | s per brain | first run | brains/s | peak GB | vs reference: max abs / PSNR dB / SSIM |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | s per brain | first run | brains/s | peak GB | vs reference: max abs / PSNR dB / SSIM |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in results:
         if "error" in row:
             lines.append(f"| {row['label']} | failed: {row['error'][:120]} | | | | |")
             continue
         diff = row.get("difference_to_reference")
         quality = f"{diff['max_abs']:.4f} / {diff['psnr_db']:.1f} / {diff['ssim']:.4f}" if diff else "(reference)"
-        lines.append(f"| {row['label']} | {row['seconds_per_brain']:.3f} | {row['first_run_seconds_per_brain']:.3f} "
-                     f"| {row['brains_per_second']:.2f} | {row['peak_memory_mb'] / 1024:.1f} | {quality} |")
+        lines.append(
+            f"| {row['label']} | {row['seconds_per_brain']:.3f} | {row['first_run_seconds_per_brain']:.3f} "
+            f"| {row['brains_per_second']:.2f} | {row['peak_memory_mb'] / 1024:.1f} | {quality} |"
+        )
     return "\n".join(lines)
 
 

@@ -45,5 +45,8 @@ def main(model: str = "demo", runs: int = 5) -> dict:
 
 if __name__ == "__main__":
     arguments = sys.argv[1:]
-    print(json.dumps(main(arguments[0] if arguments else "demo", int(arguments[1]) if len(arguments) > 1 else 5),
-                     indent=1))
+    print(
+        json.dumps(
+            main(arguments[0] if arguments else "demo", int(arguments[1]) if len(arguments) > 1 else 5), indent=1
+        )
+    )

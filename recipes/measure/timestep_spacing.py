@@ -29,13 +29,24 @@ def _old_monai_ddim(model, noise: torch.Tensor, covariates: dict, steps: int) ->
     from brainsynth.sampling import denoise
 
     schedule = model.config.noise_schedule
-    scheduler = DDIMScheduler(num_train_timesteps=schedule.num_train_timesteps, schedule=schedule.schedule,
-                              beta_start=schedule.beta_start, beta_end=schedule.beta_end,
-                              prediction_type=schedule.prediction_type, clip_sample=False)
+    scheduler = DDIMScheduler(
+        num_train_timesteps=schedule.num_train_timesteps,
+        schedule=schedule.schedule,
+        beta_start=schedule.beta_start,
+        beta_end=schedule.beta_end,
+        prediction_type=schedule.prediction_type,
+        clip_sample=False,
+    )
     scheduler.set_timesteps(num_inference_steps=steps)
     resolved = model._resolve(covariates, False)
-    latent = denoise(model.unet, scheduler, noise[None], torch.tensor([resolved.normalised]),
-                     conditioning=model.config.conditioning, prediction_type=schedule.prediction_type)
+    latent = denoise(
+        model.unet,
+        scheduler,
+        noise[None],
+        torch.tensor([resolved.normalised]),
+        conditioning=model.config.conditioning,
+        prediction_type=schedule.prediction_type,
+    )
     return model.decode(latent)[0]
 
 
@@ -53,25 +64,40 @@ def main(model_name: str = "demo", seeds: int = 3) -> dict:
         noise = draw_noise(seed, model.config.latent_shape)
 
         def run(steps: int, spacing: str | None = None, n=noise) -> np.ndarray:
-            return model.sample(covariates, noise=n, steps=steps, scheduler="ddim", precision="float32",
-                                device="cpu", timestep_spacing=spacing).volume
+            return model.sample(
+                covariates,
+                noise=n,
+                steps=steps,
+                scheduler="ddim",
+                precision="float32",
+                device="cpu",
+                timestep_spacing=spacing,
+            ).volume
 
         converged = run(REFERENCE_STEPS)
         for steps in (10, 20, 50):
             old = _old_monai_ddim(model, noise, covariates, steps)
-            for name, volume in (("monai-1.6 ddim", old), ("consistent linspace", run(steps, "linspace")),
-                                 ("consistent leading (default)", run(steps))):
-                rows.append({
-                    "seed": seed, "steps": steps, "stepping": name,
-                    "max_abs_diff_to_old": float(np.abs(volume - old).max()),
-                    "psnr_to_old_db": psnr(old, volume) if name != "monai-1.6 ddim" else None,
-                    "psnr_to_converged_db": psnr(converged, volume),
-                })
+            for name, volume in (
+                ("monai-1.6 ddim", old),
+                ("consistent linspace", run(steps, "linspace")),
+                ("consistent leading (default)", run(steps)),
+            ):
+                rows.append(
+                    {
+                        "seed": seed,
+                        "steps": steps,
+                        "stepping": name,
+                        "max_abs_diff_to_old": float(np.abs(volume - old).max()),
+                        "psnr_to_old_db": psnr(old, volume) if name != "monai-1.6 ddim" else None,
+                        "psnr_to_converged_db": psnr(converged, volume),
+                    }
+                )
     summary = {}
     for row in rows:
-        entry = summary.setdefault(f"{row['stepping']} / {row['steps']}", {"max_abs_diff_to_old": 0.0,
-                                                                              "psnr_to_old_db": [],
-                                                                              "psnr_to_converged_db": []})
+        entry = summary.setdefault(
+            f"{row['stepping']} / {row['steps']}",
+            {"max_abs_diff_to_old": 0.0, "psnr_to_old_db": [], "psnr_to_converged_db": []},
+        )
         entry["max_abs_diff_to_old"] = max(entry["max_abs_diff_to_old"], row["max_abs_diff_to_old"])
         if row["psnr_to_old_db"] is not None:
             entry["psnr_to_old_db"].append(row["psnr_to_old_db"])
@@ -79,9 +105,16 @@ def main(model_name: str = "demo", seeds: int = 3) -> dict:
     for entry in summary.values():
         for key in ("psnr_to_old_db", "psnr_to_converged_db"):
             entry[key] = round(float(np.mean(entry[key])), 2) if entry[key] else None
-    return {"model": model_name, "seeds": seeds, "reference_steps": REFERENCE_STEPS, "monai": monai.__version__,
-            "torch": torch.__version__,
-            "cpu": platform.processor() or platform.machine(), "summary": summary, "rows": rows}
+    return {
+        "model": model_name,
+        "seeds": seeds,
+        "reference_steps": REFERENCE_STEPS,
+        "monai": monai.__version__,
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "summary": summary,
+        "rows": rows,
+    }
 
 
 if __name__ == "__main__":
