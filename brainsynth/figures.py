@@ -1,24 +1,51 @@
-"""Static figures: orthogonal slices of one or more volumes, written as PNG (matplotlib, imported here only)."""
+"""Static figures: orthogonal slices of one or more volumes, written as PNG with Pillow.
+
+Pillow is a core dependency (napari and matplotlib depend on it too), so the headless ``explore``,
+the training samples and the evaluation report draw the same picture whichever extra is installed.
+Each panel is drawn at its physical aspect (voxel sizes from the affine), every panel of a figure at
+the same scale in pixels per millimetre.
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from brainsynth.atomic import atomic_write_bytes
-from brainsynth.errors import BrainsynthError
+
+#: Height in pixels of the tallest panel (the largest physical extent of the figure's volumes).
+PANEL_SIZE = 180
+#: Pixels between panels, and the height of a title band.
+GAP = 4
+TITLE_HEIGHT = 16
 
 
-def _ras_slices(volume: np.ndarray, affine: np.ndarray) -> list[np.ndarray]:
-    """Sagittal, coronal and axial slices through the centre, oriented for display (RAS)."""
+def _ras_slices(volume: np.ndarray, affine: np.ndarray) -> list[tuple[np.ndarray, tuple[float, float]]]:
+    """Sagittal, coronal and axial centre slices oriented for display (RAS), each with its pixel size in mm
+    as (width, height)."""
     import nibabel as nib
 
     ornt = nib.orientations.io_orientation(affine)
     ras = nib.orientations.apply_orientation(volume, ornt)
+    zooms = nib.affines.voxel_sizes(affine)[ornt[:, 0].astype(int)]
     cx, cy, cz = (s // 2 for s in ras.shape)
-    return [np.rot90(ras[cx]), np.rot90(ras[:, cy]), np.rot90(ras[:, :, cz])]
+    return [
+        (np.rot90(ras[cx]), (zooms[1], zooms[2])),
+        (np.rot90(ras[:, cy]), (zooms[0], zooms[2])),
+        (np.rot90(ras[:, :, cz]), (zooms[0], zooms[1])),
+    ]
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)  # Pillow 10.1+: a scalable font shipped with Pillow
+    except TypeError:  # pragma: no cover - older Pillow: the fixed bitmap font
+        return ImageFont.load_default()
 
 
 def save_orthogonal_slices(
@@ -34,40 +61,55 @@ def save_orthogonal_slices(
     Parameters
     ----------
     volumes : sequence of numpy.ndarray
-        3D volumes, intensities about [0, 1].
+        3D volumes, intensities about [0, 1] (shown as grey from 0 to 1, clipped).
     affines : sequence of numpy.ndarray
-        Their (4, 4) affines, used to show every volume in RAS orientation.
+        Their (4, 4) affines, used to show every volume in RAS orientation at its physical aspect.
     path : str or Path
-        Output PNG file.
+        Output PNG file, written atomically.
     titles : sequence of str, optional
-        One title per volume.
+        One title per volume, written above its middle panel.
     columns : int
         Volumes per row (each takes three panels).
+
+    Returns
+    -------
+    Path
+        The written file.
     """
-    try:
-        import matplotlib
+    from PIL import Image, ImageDraw
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise BrainsynthError("figures need matplotlib: pip install matplotlib") from exc
-    import io
-
-    count = len(volumes)
+    pairs = zip(volumes, affines, strict=True)
+    panels = [_ras_slices(np.asarray(v, dtype=np.float32), np.asarray(a)) for v, a in pairs]
+    count = len(panels)
     columns = max(1, min(columns, count))
     rows = -(-count // columns)
-    figure, axes = plt.subplots(rows, 3 * columns, figsize=(3 * columns * 1.6, rows * 1.9), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for index, (volume, affine) in enumerate(zip(volumes, affines, strict=True)):
+    extent = max(max(image.shape[0] * size[1], image.shape[1] * size[0]) for row in panels for image, size in row)
+    scale = PANEL_SIZE / extent  # pixels per mm, the same for every panel
+    pictures = []
+    for row in panels:
+        drawn = []
+        for image, (width_mm, height_mm) in row:
+            grey = (np.clip(np.nan_to_num(image), 0.0, 1.0) * 255).round().astype(np.uint8)
+            size = (max(1, round(grey.shape[1] * width_mm * scale)), max(1, round(grey.shape[0] * height_mm * scale)))
+            filter_ = Image.Resampling.NEAREST if size[0] >= grey.shape[1] else Image.Resampling.LANCZOS
+            drawn.append(Image.fromarray(np.ascontiguousarray(grey), mode="L").resize(size, filter_))
+        pictures.append(drawn)
+    cell_w = max(sum(p.width for p in drawn) + 2 * GAP for drawn in pictures)
+    cell_h = max(p.height for drawn in pictures for p in drawn) + (TITLE_HEIGHT if titles else 0)
+    canvas = Image.new("L", (columns * cell_w + (columns - 1) * GAP, rows * cell_h + (rows - 1) * GAP), 0)
+    draw = ImageDraw.Draw(canvas)
+    font = _font(11)
+    for index, drawn in enumerate(pictures):
         row, col = divmod(index, columns)
-        for view, image in enumerate(_ras_slices(np.asarray(volume), np.asarray(affine))):
-            axes[row, 3 * col + view].imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        left, top = col * (cell_w + GAP), row * (cell_h + GAP)
         if titles:
-            axes[row, 3 * col + 1].set_title(titles[index], fontsize=8, color="white")
-    figure.tight_layout(pad=0.3)
+            draw.text((left + cell_w / 2, top + TITLE_HEIGHT / 2), str(titles[index]), fill=255, font=font, anchor="mm")
+            top += TITLE_HEIGHT
+        x = left
+        for picture in drawn:
+            canvas.paste(picture, (x, top + (cell_h - (TITLE_HEIGHT if titles else 0) - picture.height) // 2))
+            x += picture.width + GAP
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, facecolor="black")
-    plt.close(figure)
+    canvas.save(buffer, format="PNG", optimize=True)
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)

@@ -412,3 +412,24 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
     )
     assert done.stderr.strip() == ""
     assert done.returncode == 1
+
+
+def test_explore_without_napari_writes_a_brain_and_its_picture(model_dir, tmp_path, monkeypatch, capsys):
+    """napari (or matplotlib) missing, with a display: the files are written, the plugin is not imported."""
+    from PIL import Image
+
+    from brainsynth.cli import main
+
+    for name in ("napari", "matplotlib", "matplotlib.pyplot"):
+        monkeypatch.setitem(sys.modules, name, None)  # importing them fails, as where they are not installed
+    monkeypatch.delitem(sys.modules, "napari_plugin", raising=False)
+    monkeypatch.delitem(sys.modules, "napari_plugin._explore", raising=False)
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.chdir(tmp_path)
+    assert main(["explore", "--model", str(model_dir), "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "napari is not installed (pip install 'brainsynth[napari]')" in out
+    assert "napari_plugin" not in sys.modules
+    assert nib.load(tmp_path / "brainsynth_brain.nii.gz").shape == (16, 16, 16)
+    picture = np.asarray(Image.open(tmp_path / "brainsynth_brain.png").convert("L"))
+    assert picture.ndim == 2 and picture.std() > 10  # three slices of the brain, not a blank image

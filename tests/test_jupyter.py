@@ -82,3 +82,22 @@ def test_teaching_views(model):
     assert len(forward.axes) == 6
     gif = animate(model.traverse("age", [50, 65, 80], steps=2))
     assert gif.data[:3] == b"GIF"
+
+
+def test_traversal_measures_its_frames_or_says_why_not(block_import):
+    """The demo model's samples are measured under each frame; a blank image warns; a missing library is an
+    error naming the extra, not a silently emptier figure."""
+    demo = brainsynth.load_model("demo")
+    figure = show_traversal(demo, "age", [50, 80], seed=1, steps=2)
+    labels = [axis.get_title() for axis in figure.axes[-2:]]
+    assert all("ventricles" in label and "brain" in label for label in labels), labels
+    from brainsynth.jupyter.views import show_result_grid
+
+    blank = brainsynth.SampleResult(
+        np.zeros((2, 16, 16, 16), np.float32), np.eye(4), ({}, {}), ({}, {}), (1, 2), ({}, {}), ((), ())
+    )
+    with pytest.warns(UserWarning, match="volumes not measured: volume has no brain to measure"):
+        show_result_grid(blank, ["a", "b"])
+    block_import("brainsynth.evaluation.volumetry")
+    with pytest.raises(brainsynth.BrainsynthError, match=r"pip install 'brainsynth\[notebook\]'"):
+        show_traversal(demo, "age", [50, 80], seed=1, steps=2)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +299,23 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What the napari face imports: without any of them ``explore`` writes files instead.
+NAPARI_MODULES = ("napari", "magicgui", "qtpy")
+
+
+def missing_modules(names: Sequence[str]) -> list[str]:
+    """Those of ``names`` that cannot be imported here, found without importing them."""
+    missing = []
+    for name in names:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a broken installation, or a module left half-imported
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
 def has_display() -> bool:
     """Whether a window can open here (an X or Wayland display on Linux; always elsewhere)."""
     if sys.platform.startswith("linux"):
@@ -306,19 +325,22 @@ def has_display() -> bool:
 
 def run_explore(args: argparse.Namespace) -> int:
     """``brainsynth explore``: napari with the widgets, or one brain written to files without a display."""
-    try:
-        from napari_plugin._explore import explore
-    except ImportError as exc:
-        reason = f"napari is not installed (pip install 'brainsynth[napari]'; {exc})"
-        explore = None
-    else:
+    missing = missing_modules(NAPARI_MODULES)
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        reason = f"{' and '.join(missing)} {verb} not installed (pip install 'brainsynth[napari]')"
+    elif not has_display():
         reason = "there is no display (DISPLAY is not set)"
-    if explore is None or not has_display():
+    else:
+        reason = ""
+    if reason:
         if args.screenshot:
             raise BrainsynthError(f"--screenshot needs napari and a display, and {reason}")
         return _explore_without_display(args, reason)
     if args.model:
         load_model(args.model)  # a bad model name fails here, in one line
+    from napari_plugin._explore import explore
+
     path = explore(args.model, args.screenshot, seed=args.seed)
     if path is not None:
         print(f"wrote {path}")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from brainsynth.errors import InvalidParameterError
 from brainsynth.synthetic.template import load_template
 
 
@@ -79,6 +80,24 @@ def _search_region(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
     return inside.reshape(shape)
 
 
+def check_measurable(volume: np.ndarray, affine: np.ndarray) -> None:
+    """Refuse an image the segmentation cannot read: not 3D, not finite, or with an unusable affine.
+
+    Raises
+    ------
+    InvalidParameterError
+        Naming what is wrong.
+    """
+    if volume.ndim != 3 or min(volume.shape) < 3:
+        raise InvalidParameterError(
+            f"volume must be a 3D array at least 3 voxels along each axis (got shape {volume.shape})"
+        )
+    if not np.isfinite(volume).all():
+        raise InvalidParameterError(f"volume holds {int((~np.isfinite(volume)).sum())} NaN or infinite voxels")
+    if affine.shape != (4, 4) or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise InvalidParameterError("affine must be a finite, invertible 4 x 4 voxel-to-world matrix")
+
+
 def measure_volumes(volume: np.ndarray, affine: np.ndarray) -> Volumes:
     """Measure ventricular volume, head-size-normalised brain volume and intracranial volume.
 
@@ -94,8 +113,15 @@ def measure_volumes(volume: np.ndarray, affine: np.ndarray) -> Volumes:
     Volumes
     """
     volume = np.asarray(volume, dtype=np.float32)
+    affine = np.asarray(affine, dtype=np.float64)
+    check_measurable(volume, affine)
     voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
     brain = ndimage.binary_fill_holes(ndimage.binary_opening(volume > 0.08, iterations=1))
+    if brain.sum() < 27:
+        raise InvalidParameterError(
+            f"volume has no brain to measure: {int(brain.sum())} voxels above 0.08 after opening (the segmentation "
+            "expects a skull-stripped T1w image with intensities about [0, 1])"
+        )
     mu_csf, mu_gm, _ = _kmeans_1d(volume[brain])
     deep = ndimage.binary_erosion(brain, iterations=max(1, round(10.0 / abs(float(affine[0, 0])))))
     dark = (volume < (mu_csf + mu_gm) / 2.0) & deep & _search_region(volume.shape, affine)

@@ -7,6 +7,7 @@ public sampling API and its step callback.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from brainsynth.errors import BrainsynthError
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.result import SampleResult
 from brainsynth.sampling import StepProgress
@@ -40,11 +42,18 @@ def orthogonal_slices(volume: np.ndarray, positions: Sequence[int] | None = None
 
 
 def _measure(volume: np.ndarray, affine: np.ndarray) -> Any | None:
+    """The volumes measured in ``volume``, or ``None`` with a warning saying why they could not be."""
     try:
         from brainsynth.evaluation.volumetry import measure_volumes
-
+    except ImportError as exc:
+        raise BrainsynthError(
+            f"measuring volumes needs scipy and nilearn: pip install 'brainsynth[notebook]' ({exc}); "
+            "or pass measure=False"
+        ) from exc
+    try:
         return measure_volumes(volume, affine)
-    except Exception:  # models outside MNI space, or without the template at hand
+    except BrainsynthError as exc:  # an image the segmentation cannot read (say, no brain in it)
+        warnings.warn(f"volumes not measured: {exc}", stacklevel=3)
         return None
 
 
