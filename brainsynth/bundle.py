@@ -13,20 +13,18 @@ MONAI GenerativeModels are converted to current MONAI networks.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from brainsynth.config import ModelConfig, NoiseSchedule
+from brainsynth.config import MAX_AXIS, MAX_CHANNELS, ModelConfig, NoiseSchedule
 from brainsynth.covariates import generic_covariates
 from brainsynth.errors import ModelLoadError, ModelNotFoundError
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.networks import build_autoencoder, build_unet, load_weights
 from brainsynth.presets import UKB_AFFINE, UKB_COVARIATES, ukb_config
+from brainsynth.schema import Checks, kind_of, read_json, read_yaml, shown
 from brainsynth.weights import hash_file, read_state_dict, verify_hash
 
 INFERENCE_CONFIG = Path("configs") / "inference.json"
@@ -128,8 +126,8 @@ def _latent_shape(config: dict[str, Any], autoencoder: dict[str, Any]) -> tuple[
             if len(dims) == 5:
                 return tuple(dims[1:])
     latent_shape = config.get("latent_shape")
-    if isinstance(latent_shape, list) and len(latent_shape) == 4:
-        return tuple(int(v) for v in latent_shape)
+    if isinstance(latent_shape, list):
+        return tuple(latent_shape)  # its values are checked with the whole configuration
     return None
 
 
@@ -143,15 +141,26 @@ def _expected_md5(directory: Path) -> dict[str, str]:
     path = directory / "large_files.yml"
     if not path.is_file():
         return {}
-    try:
-        entries = (yaml.safe_load(path.read_text()) or {}).get("large_files", [])
-        return {
-            e["path"]: e["hash_val"]
-            for e in entries
-            if str(e.get("hash_type", "")).lower() == "md5" and e.get("hash_val")
-        }
-    except (yaml.YAMLError, AttributeError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"{path} is not a readable large_files.yml: {exc}") from exc
+    listing = read_yaml(path, "large_files.yml") or {}
+    entries = listing.get("large_files", [])
+    checks = Checks()
+    if not isinstance(entries, list):
+        checks.add(f"large_files must be a list of files (got {kind_of(entries)})")
+        entries = []
+    expected = {}
+    for i, entry in enumerate(entries):
+        where = f"large_files[{i}]"
+        if not checks.mapping(entry, where) or not checks.text(entry.get("path"), f"{where}.path"):
+            continue
+        value = entry.get("hash_val")
+        if str(entry.get("hash_type", "")).lower() != "md5" or value in (None, ""):
+            continue  # no sum given (the GenerativeModels layout), or one of a kind not checked
+        if isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdefABCDEF" for c in value):
+            expected[entry["path"]] = value
+        else:
+            checks.add(f"{where}.hash_val must be an md5 sum of 32 hexadecimal digits (got {shown(value)})")
+    checks.raise_if_any(f"{path} is malformed")
+    return expected
 
 
 def _weight_path(config: dict[str, Any], key: str, default: str) -> str:
@@ -176,11 +185,7 @@ def weight_files(directory: str | Path, inference: dict[str, Any] | None = None)
 
 def read_inference_config(directory: Path) -> dict[str, Any]:
     """The bundle's ``configs/inference.json`` as plain JSON data (nothing in it is evaluated)."""
-    path = directory / INFERENCE_CONFIG
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path} is not a readable JSON bundle config: {exc}") from exc
+    return read_json(directory / INFERENCE_CONFIG, "JSON bundle config")
 
 
 def read_bundle_config(directory: str | Path, *, name: str = "bundle", inference: dict[str, Any] | None = None):
@@ -199,7 +204,16 @@ def read_bundle_config(directory: str | Path, *, name: str = "bundle", inference
     latent_shape = _latent_shape(config, autoencoder)
     if latent_shape is None:
         raise ModelLoadError(f"{path} gives no latent shape (neither a 'noise' randn shape nor 'latent_shape')")
-    n_cov = int(unet.get("cross_attention_dim") or unet.get("in_channels", 0) - latent_shape[0])
+    checks = Checks()
+    checks.integers(latent_shape, "latent_shape", 4, 1, MAX_AXIS)
+    for setting in ("in_channels", "cross_attention_dim"):
+        if unet.get(setting) is not None:
+            checks.integer(unet[setting], f"{_NETWORK_KEYS['unet'][0]}.{setting}", 1, MAX_CHANNELS)
+    scale = config.get("scale_factor")
+    if scale is not None:
+        checks.number(scale, "scale_factor", 0.0, above=True)
+    checks.raise_if_any(f"{path} is malformed")
+    n_cov = unet.get("cross_attention_dim") or unet.get("in_channels", 0) - latent_shape[0]
     levels = autoencoder.get("channels")
     if not isinstance(levels, list) or not levels:
         raise ModelLoadError(
@@ -213,8 +227,7 @@ def read_bundle_config(directory: str | Path, *, name: str = "bundle", inference
         "covariates": UKB_COVARIATES if n_cov == len(UKB_COVARIATES) else generic_covariates(n_cov),
         "affine": UKB_AFFINE if image_shape == (160, 224, 160) else _centred_affine(image_shape),
     }
-    scale = config.get("scale_factor")
-    if isinstance(scale, int | float) and not isinstance(scale, bool):
+    if scale is not None:
         fields["scale_factor"] = float(scale)
     fields.update(_exported_fields(directory))
     return ukb_config(
@@ -236,10 +249,7 @@ def _exported_fields(directory: Path) -> dict[str, Any]:
     path = directory / "configs" / "brainsynth.json"
     if not path.is_file():
         return {}
-    try:
-        exported = ModelConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, OSError) as exc:
-        raise ModelLoadError(f"{path} is not readable JSON: {exc}") from exc
+    exported = ModelConfig.from_dict(read_json(path, "JSON model configuration"))
     return {
         "description": exported.description,
         "covariates": exported.covariates,

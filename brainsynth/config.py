@@ -7,14 +7,16 @@ U-Net's input channels and the number of covariates is reported before any weigh
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from brainsynth.covariates import CovariateSpec
 from brainsynth.errors import InvalidParameterError, ModelLoadError
+from brainsynth.schema import SHOWN, Checks, is_integer, kind_of, shown
 
 #: Network precisions a sampling call or a model's default may name; ``auto`` is resolved per device.
 SAMPLING_PRECISIONS = ("float32", "bfloat16", "float16", "auto")
@@ -168,60 +170,168 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
-        """Build a config from :meth:`to_dict` output.
+        """Build a config from :meth:`to_dict` output, checking every field's type and range first.
 
         Raises
         ------
         ModelLoadError
-            If a field is missing or of the wrong kind.
+            Naming every field that is missing, unknown or of the wrong kind or range.
         """
-        try:
-            return cls(
-                name=str(data["name"]),
-                description=str(data.get("description", "")),
-                autoencoder=dict(data["autoencoder"]),
-                unet=dict(data["unet"]),
-                noise_schedule=NoiseSchedule(**data["noise_schedule"]),
-                latent_shape=tuple(int(v) for v in data["latent_shape"]),
-                image_shape=tuple(int(v) for v in data["image_shape"]),
-                affine=tuple(tuple(float(v) for v in row) for row in data["affine"]),
-                covariates=tuple(CovariateSpec.from_dict(c) for c in data["covariates"]),
-                conditioning=str(data.get("conditioning", "concat+crossattn")),
-                scale_factor=float(data.get("scale_factor", 1.0)),
-                default_steps=int(data.get("default_steps", 50)),
-                default_scheduler=str(data.get("default_scheduler", "ddim")),
-                null_condition=None if data.get("null_condition") is None else float(data["null_condition"]),
-                default_guidance=float(data.get("default_guidance", 1.0)),
-                default_precision=str(data.get("default_precision", "float32")),
-                extra=dict(data.get("extra", {})),
+        checks = Checks()
+        if not checks.mapping(data, "model configuration"):
+            checks.raise_if_any("model configuration is malformed")
+        missing = [name for name in REQUIRED_FIELDS if name not in data]
+        if missing:
+            checks.add(f"it lacks {', '.join(missing)}")
+        checks.known_keys(data, "it", CONFIG_FIELDS)
+        for name in ("autoencoder", "unet", "noise_schedule"):
+            if name in data:
+                checks.mapping(data[name], name)
+        if checks.mapping(data.get("noise_schedule", {}), "noise_schedule"):
+            checks.known_keys(data.get("noise_schedule", {}), "noise_schedule", NOISE_SCHEDULE_FIELDS)
+        covariates = data.get("covariates", [])
+        if not isinstance(covariates, list):
+            checks.add(f"covariates must be a list of objects (got {kind_of(covariates)})")
+        else:
+            for i, item in enumerate(covariates):
+                if checks.mapping(item, f"covariates[{i}]"):
+                    checks.known_keys(item, f"covariates[{i}]", COVARIATE_FIELDS)
+        if "extra" in data:
+            checks.mapping(data["extra"], "extra")
+        for name in ("latent_shape", "image_shape", "affine"):
+            if name in data and not isinstance(data[name], list):
+                checks.add(f"{name} must be a list (got {kind_of(data[name])})")
+        checks.raise_if_any("model configuration is malformed")
+        values = {k: v for k, v in data.items() if k in CONFIG_FIELDS}
+        affine = data["affine"]
+        values.update(
+            autoencoder=dict(data["autoencoder"]),
+            unet=dict(data["unet"]),
+            noise_schedule=NoiseSchedule(**data["noise_schedule"]),
+            latent_shape=tuple(data["latent_shape"]),
+            image_shape=tuple(data["image_shape"]),
+            affine=tuple(tuple(row) if isinstance(row, list) else row for row in affine),
+            covariates=tuple(CovariateSpec.from_dict(c) for c in covariates),
+            extra=dict(data.get("extra", {})),
+        )
+        return cls(**values)
+
+
+#: The fields of a model configuration, those it must have, and those of its parts.
+CONFIG_FIELDS = tuple(f.name for f in fields(ModelConfig))
+REQUIRED_FIELDS = tuple(f.name for f in fields(ModelConfig) if f.default is MISSING and f.default_factory is MISSING)
+NOISE_SCHEDULE_FIELDS = tuple(f.name for f in fields(NoiseSchedule))
+COVARIATE_FIELDS = tuple(f.name for f in fields(CovariateSpec))
+#: Largest number of training timesteps, voxels along one axis, and voxels in one image accepted.
+MAX_TRAIN_TIMESTEPS = 100_000
+MAX_AXIS = 2048
+MAX_VOXELS = 2**30
+
+
+def _type_problems(config: ModelConfig, checks: Checks) -> None:
+    """Types and ranges of each field alone (what :func:`check_config` checks before their agreement)."""
+    checks.text(config.name, "name")
+    checks.text(config.description, "description")
+    for section in ("autoencoder", "unet"):
+        if checks.mapping(getattr(config, section), section):
+            checks.problems += network_setting_problems(getattr(config, section), section)
+    schedule = config.noise_schedule
+    if not isinstance(schedule, NoiseSchedule):
+        checks.add(f"noise_schedule must be a NoiseSchedule (got {kind_of(schedule)})")
+    else:
+        checks.integer(schedule.num_train_timesteps, "noise_schedule.num_train_timesteps", 1, MAX_TRAIN_TIMESTEPS)
+        checks.text(schedule.schedule, "noise_schedule.schedule", NOISE_SCHEDULES)
+        checks.text(schedule.prediction_type, "noise_schedule.prediction_type", PREDICTION_TYPES)
+        if (
+            checks.number(schedule.beta_start, "noise_schedule.beta_start", 0.0, 1.0)
+            & checks.number(schedule.beta_end, "noise_schedule.beta_end", 0.0, 1.0)
+            and not schedule.beta_start <= schedule.beta_end < 1.0
+        ):
+            checks.add(
+                f"noise_schedule needs beta_start <= beta_end < 1 (got {schedule.beta_start} and {schedule.beta_end})"
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelLoadError(f"model configuration is incomplete or malformed: {exc!r}") from exc
+    if (
+        checks.integers(config.latent_shape, "latent_shape", 4, 1, MAX_AXIS)
+        and math.prod(config.latent_shape) > MAX_VOXELS
+    ):
+        checks.add(f"latent_shape {tuple(config.latent_shape)} has more than {MAX_VOXELS} values")
+    if (
+        checks.integers(config.image_shape, "image_shape", 3, 1, MAX_AXIS)
+        and math.prod(config.image_shape) > MAX_VOXELS
+    ):
+        checks.add(f"image_shape {tuple(config.image_shape)} has more than {MAX_VOXELS} voxels")
+    _affine_problems(config.affine, checks)
+    checks.text(config.conditioning, "conditioning", CONDITIONING_MODES)
+    checks.number(config.scale_factor, "scale_factor", 0.0, above=True)
+    checks.text(config.default_precision, "default_precision", SAMPLING_PRECISIONS)
+    checks.number(config.default_guidance, "default_guidance", 1.0, MAX_GUIDANCE)
+    if config.null_condition is not None:
+        checks.number(config.null_condition, "null_condition")
+    timesteps = schedule.num_train_timesteps if isinstance(schedule, NoiseSchedule) else None
+    checks.integer(
+        config.default_steps, "default_steps", 1, timesteps if is_integer(timesteps) and timesteps > 0 else None
+    )
+    from brainsynth.schedulers import SCHEDULERS  # here: the schedulers module reads this one's NoiseSchedule
+
+    checks.text(config.default_scheduler, "default_scheduler", tuple(SCHEDULERS))
+    checks.mapping(config.extra, "extra")
+    if not isinstance(config.covariates, tuple | list):
+        checks.add(f"covariates must be a list (got {kind_of(config.covariates)})")
+        return
+    for i, spec in enumerate(config.covariates):
+        _covariate_problems(spec, f"covariates[{i}]", checks)
+
+
+def _affine_problems(affine: Any, checks: Checks) -> None:
+    try:
+        matrix = np.asarray(affine, dtype=np.float64)
+    except (TypeError, ValueError):
+        checks.add(f"affine must be a 4 x 4 matrix of numbers (got {shown(affine)})")
+        return
+    if matrix.shape != (4, 4):
+        checks.add(f"affine must be a 4 x 4 matrix (got shape {matrix.shape})")
+    elif not np.isfinite(matrix).all():
+        checks.add("affine must hold finite numbers (it holds NaN or infinity)")
+    elif not np.allclose(matrix[3], (0, 0, 0, 1)):
+        checks.add(f"affine's last row must be 0 0 0 1 (got {' '.join(f'{v:g}' for v in matrix[3])})")
+    elif abs(np.linalg.det(matrix[:3, :3])) < 1e-6:
+        checks.add("affine must be invertible (its 3 x 3 part has determinant 0: voxels of no volume)")
+
+
+def _covariate_problems(spec: Any, where: str, checks: Checks) -> None:
+    if not isinstance(spec, CovariateSpec):
+        checks.add(f"{where} must be a CovariateSpec (got {kind_of(spec)})")
+        return
+    if checks.text(spec.name, f"{where}.name") and not spec.name.isidentifier():
+        checks.add(f"{where}.name must be an identifier such as age or brain_volume (got {shown(spec.name)})")
+    checks.text(spec.label, f"{where}.label")
+    checks.text(spec.unit, f"{where}.unit")
+    bounds = checks.number(spec.low, f"{where}.low") & checks.number(spec.high, f"{where}.high")
+    if bounds and not spec.low < spec.high:
+        checks.add(f"{where} ({spec.name}) needs low < high, its training range (got {spec.low:g} and {spec.high:g})")
+    if not isinstance(spec.choices, tuple | list) or not all(isinstance(c, str) for c in spec.choices):
+        checks.add(f"{where}.choices must be a list of strings (got {shown(spec.choices)})")
 
 
 def check_config(config: ModelConfig) -> None:
-    """Check that the parts of a configuration agree with each other.
+    """Check each field's type and range, then that the parts of a configuration agree with each other.
 
     Raises
     ------
     ModelLoadError
-        Naming the fields that disagree and their values.
+        Naming the fields that are malformed or disagree, and their values.
     """
+    checks = Checks()
+    _type_problems(config, checks)
+    name = config.name if isinstance(config.name, str) else "?"
+    checks.raise_if_any(f"model configuration '{name[:SHOWN]}' is malformed")
     problems: list[str] = []
     n_cov = len(config.covariates)
-    latent_channels = config.latent_shape[0] if config.latent_shape else None
-    if config.conditioning not in CONDITIONING_MODES:
-        problems.append(f"conditioning must be one of {', '.join(CONDITIONING_MODES)} (got {config.conditioning!r})")
-    if len(config.latent_shape) != 4:
-        problems.append(f"latent_shape must be (C, X, Y, Z) (got {config.latent_shape})")
-    if len(config.image_shape) != 3:
-        problems.append(f"image_shape must be (X, Y, Z) (got {config.image_shape})")
-    if np.asarray(config.affine).shape != (4, 4):
-        problems.append("affine must be a 4 x 4 matrix")
+    latent_channels = config.latent_shape[0]
     ae_latent = config.autoencoder.get("latent_channels")
     if ae_latent is not None and ae_latent != latent_channels:
         problems.append(f"autoencoder latent_channels is {ae_latent} but latent_shape has {latent_channels} channels")
-    expected_in = (latent_channels or 0) + (n_cov if "concat" in config.conditioning else 0)
+    expected_in = latent_channels + (n_cov if "concat" in config.conditioning else 0)
     if config.unet.get("in_channels") != expected_in:
         problems.append(
             f"unet in_channels is {config.unet.get('in_channels')} but {config.conditioning} conditioning with "
@@ -233,10 +343,8 @@ def check_config(config: ModelConfig) -> None:
         problems.append(
             f"unet cross_attention_dim is {config.unet.get('cross_attention_dim')} but there are {n_cov} covariates"
         )
-    if not (np.isfinite(config.scale_factor) and config.scale_factor > 0):
-        problems.append(f"scale_factor must be a positive number (got {config.scale_factor})")
     levels = config.autoencoder.get("channels")
-    if isinstance(levels, list | tuple) and levels and len(config.latent_shape) == 4 and len(config.image_shape) == 3:
+    if isinstance(levels, list | tuple) and levels:
         factor = 2 ** (len(levels) - 1)  # the autoencoder halves the grid between levels
         decoded = tuple(int(v) * factor for v in config.latent_shape[1:])
         if tuple(config.image_shape) != decoded:
@@ -244,31 +352,15 @@ def check_config(config: ModelConfig) -> None:
                 f"image_shape is {tuple(config.image_shape)} but the autoencoder decodes latents of "
                 f"{tuple(config.latent_shape[1:])} to {decoded}"
             )
-    if config.default_precision not in SAMPLING_PRECISIONS:
-        problems.append(f"default_precision must be {SAMPLING_PRECISIONS_TEXT} (got {config.default_precision!r})")
-    if not config.default_guidance >= 1.0:
-        problems.append(f"default_guidance must be at least 1 (got {config.default_guidance})")
     if config.default_guidance != 1.0 and config.null_condition is None:
         problems.append(
             "default_guidance other than 1 needs a null_condition (a model trained with conditioning dropout)"
         )
-    schedule = config.noise_schedule
-    if schedule.schedule not in NOISE_SCHEDULES:
-        problems.append(
-            f"noise_schedule.schedule must be one of {', '.join(NOISE_SCHEDULES)} (got {str(schedule.schedule)[:60]!r})"
-        )
-    if schedule.prediction_type not in PREDICTION_TYPES:
-        problems.append(
-            f"noise_schedule.prediction_type must be one of {', '.join(PREDICTION_TYPES)} "
-            f"(got {str(schedule.prediction_type)[:60]!r})"
-        )
-    for section in ("autoencoder", "unet"):
-        problems += network_setting_problems(getattr(config, section), section)
     names = [c.name for c in config.covariates]
     if len(set(names)) != len(names):
         problems.append(f"covariate names must be unique (got {names})")
     if problems:
-        raise ModelLoadError(f"model configuration '{config.name}' is inconsistent: " + "; ".join(problems))
+        raise ModelLoadError(f"model configuration '{name[:SHOWN]}' is inconsistent: " + "; ".join(problems))
 
 
 def network_setting_problems(settings: Mapping[str, Any], section: str) -> list[str]:
@@ -288,4 +380,60 @@ def network_setting_problems(settings: Mapping[str, Any], section: str) -> list[
 
     for name, value in settings.items():
         check(value, f"{section}.{name}")
-    return problems
+    if problems:
+        return problems
+    checks = Checks()
+    for name, value in settings.items():
+        where = f"{section}.{name}"
+        if name == "spatial_dims":
+            checks.integer(value, where, 3, 3)
+        elif name in POSITIVE_INTEGER_SETTINGS or name in COUNT_SETTINGS:
+            low = 1 if name in POSITIVE_INTEGER_SETTINGS else 0
+            for i, item in enumerate(value) if isinstance(value, list | tuple) else [(None, value)]:
+                if item is not None or name not in OPTIONAL_SETTINGS:
+                    checks.integer(item, where if i is None else f"{where}[{i}]", low, MAX_CHANNELS)
+        elif name in BOOLEAN_SETTINGS:
+            for i, item in enumerate(value) if isinstance(value, list | tuple) else [(None, value)]:
+                if not isinstance(item, bool):
+                    checks.add(f"{where if i is None else f'{where}[{i}]'} must be true or false (got {shown(item)})")
+        elif name == "norm_eps":
+            checks.number(value, where, 0.0, 1.0, above=True)
+        elif name == "dropout_cattn":
+            checks.number(value, where, 0.0, 1.0)
+    return checks.problems
+
+
+#: Network settings that are positive integers (or lists of them), counts that may be 0, those that may
+#: be null, and those that are booleans (or lists of them), as MONAI's networks take them.
+POSITIVE_INTEGER_SETTINGS = frozenset(
+    {
+        "in_channels",
+        "out_channels",
+        "latent_channels",
+        "channels",
+        "num_res_blocks",
+        "norm_num_groups",
+        "transformer_num_layers",
+        "cross_attention_dim",
+        "num_class_embeds",
+    }
+)
+COUNT_SETTINGS = frozenset({"num_head_channels"})
+OPTIONAL_SETTINGS = frozenset({"cross_attention_dim", "num_class_embeds"})
+BOOLEAN_SETTINGS = frozenset(
+    {
+        "attention_levels",
+        "with_conditioning",
+        "resblock_updown",
+        "upcast_attention",
+        "with_encoder_nonlocal_attn",
+        "with_decoder_nonlocal_attn",
+        "use_checkpoint",
+        "use_convtranspose",
+        "use_flash_attention",
+        "include_fc",
+        "use_combined_linear",
+    }
+)
+#: Largest number of channels (or heads, layers, blocks) a network setting may give.
+MAX_CHANNELS = 65536

@@ -7,7 +7,6 @@ file and that file's SHA-256, which is checked on every load.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from brainsynth.errors import ModelLoadError
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.networks import build_autoencoder, build_unet, load_weights
 from brainsynth.replace import check_replaceable
+from brainsynth.schema import Checks, kind_of, read_json, shown
 from brainsynth.weights import read_state_dict, safetensors_bytes, verify_hash
 
 MANIFEST = "model.json"
@@ -39,17 +39,28 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         If it is not valid JSON or not a brainsynth model manifest.
     """
     path = Path(directory) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path} is not a readable JSON model manifest: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    manifest = read_json(path, "JSON model manifest")
+    if manifest.get("format") != FORMAT:
         raise ModelLoadError(f"{path} is not a brainsynth model manifest (format must be {FORMAT!r})")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
+    checks = Checks()
+    version = manifest.get("format_version", FORMAT_VERSION)
+    if checks.integer(version, "format_version", 1) and version > FORMAT_VERSION:
         raise ModelLoadError(
-            f"{path} has format version {manifest['format_version']}; this brainsynth reads up to "
-            f"{FORMAT_VERSION}: upgrade brainsynth"
+            f"{path} has format version {version}; this brainsynth reads up to {FORMAT_VERSION}: upgrade brainsynth"
         )
+    checks.mapping(manifest.get("config"), "config")
+    weights = manifest.get("weights")
+    if checks.mapping(weights, "weights"):
+        for name in NETWORKS:
+            entry = weights.get(name)
+            if not isinstance(entry, dict):
+                checks.add(f"weights.{name} must name the {name} weight file and its sha256 (got {kind_of(entry)})")
+                continue
+            checks.text(entry.get("file"), f"weights.{name}.file")
+            sha = entry.get("sha256")
+            if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdefABCDEF" for c in sha)):
+                checks.add(f"weights.{name}.sha256 must be 64 hexadecimal digits (got {shown(sha)})")
+    checks.raise_if_any(f"{path} is malformed")
     return manifest
 
 
@@ -63,14 +74,12 @@ def load_model_dir(directory: str | Path) -> LatentDiffusionModel:
     """
     directory = Path(directory)
     manifest = read_manifest(directory)
-    config = ModelConfig.from_dict(manifest.get("config", {}))
-    weights = manifest.get("weights", {})
+    config = ModelConfig.from_dict(manifest["config"])
+    weights = manifest["weights"]
     hashes: dict[str, dict[str, str]] = {}
     paths: dict[str, Path] = {}
-    for name in ("autoencoder", "unet"):  # every file checked before any network is built
-        entry = weights.get(name)
-        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "sha256" not in entry:
-            raise ModelLoadError(f"{directory / MANIFEST} does not name the {name} weight file and its sha256")
+    for name in NETWORKS:  # every file checked before any network is built
+        entry = weights[name]
         relative = Path(entry["file"])
         if relative.is_absolute() or ".." in relative.parts:
             raise ModelLoadError(

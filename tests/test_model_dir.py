@@ -75,7 +75,7 @@ def test_inconsistent_configuration_names_the_fields():
 def test_config_json_round_trip():
     config = tiny_config()
     assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    with pytest.raises(brainsynth.ModelLoadError, match=r"incomplete or malformed"):
+    with pytest.raises(brainsynth.ModelLoadError, match=r"model configuration is malformed: it lacks autoencoder"):
         ModelConfig.from_dict({"name": "x"})
 
 
@@ -177,7 +177,7 @@ def test_weights_that_are_not_finite_floats_are_refused(model_dir, damage):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("scale_factor", float("nan"), r"scale_factor must be a positive number \(got nan\)"),
+        ("scale_factor", float("nan"), r"scale_factor must be a finite number above 0 \(got nan\)"),
         ("image_shape", [32, 32, 32], r"image_shape is \(32, 32, 32\) but the autoencoder decodes"),
     ],
 )
