@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import json
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ import numpy as np
 
 from brainsynth.atomic import atomic_write_files, json_bytes
 from brainsynth.errors import InvalidParameterError, OutputExistsError
+from brainsynth.schema import read_json
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 OUTPUT_DTYPES = ("float32", "uint8")
@@ -135,16 +136,61 @@ def save_nifti(
 def load_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None]:
     """Read a NIfTI file and its sidecar, if any.
 
+    A sidecar that is not a readable JSON object, and an affine that is not finite or not invertible,
+    do not keep the image from opening: each gives a warning, and the image comes without the sidecar
+    or with a diagonal affine of its voxel sizes.
+
     Returns
     -------
     volume : numpy.ndarray
         float32 data with scaling applied.
     affine : numpy.ndarray
-        (4, 4) voxel-to-world matrix.
+        (4, 4) voxel-to-world matrix, finite and invertible.
     sidecar : dict or None
         The JSON sidecar's content.
+
+    Raises
+    ------
+    InvalidParameterError
+        If the file is missing or not a readable NIfTI image (a truncated gzip, say).
     """
-    image = nib.load(str(path))
-    side = sidecar_path(path)
-    meta = json.loads(side.read_text()) if side.is_file() else None
-    return np.asarray(image.get_fdata(dtype=np.float32)), np.asarray(image.affine), meta
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InvalidParameterError(
+            f"NIfTI file {str(path)!r} does not exist"
+            if not path.exists()
+            else f"NIfTI path {str(path)!r} is not a file"
+        )
+    try:
+        image = nib.load(str(path))
+        volume = np.asarray(image.get_fdata(dtype=np.float32))
+    except Exception as exc:  # nibabel raises many types for damaged or foreign files
+        raise InvalidParameterError(
+            f"{path} is not a readable NIfTI image ({type(exc).__name__}: {str(exc)[:160]})"
+        ) from exc
+    return volume, usable_affine(image, path), _read_sidecar(sidecar_path(path))
+
+
+def usable_affine(image: Any, path: Path) -> np.ndarray:
+    """The image's affine, or (with a warning) a diagonal one of its voxel sizes where it is unusable."""
+    affine = np.asarray(image.affine, dtype=np.float64)
+    if np.isfinite(affine).all() and abs(np.linalg.det(affine[:3, :3])) > 1e-9 and np.allclose(affine[3], (0, 0, 0, 1)):
+        return affine
+    zooms = [float(z) if np.isfinite(z) and z > 0 else 1.0 for z in image.header.get_zooms()[:3]]
+    zooms += [1.0] * (3 - len(zooms))
+    warnings.warn(
+        f"{path.name} has an affine that is not finite or not invertible; it is shown with voxel sizes "
+        f"{' x '.join(f'{z:g}' for z in zooms)} mm and no orientation",
+        stacklevel=3,
+    )
+    return np.diag([*zooms, 1.0])
+
+
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path, "JSON sidecar", error=InvalidParameterError)
+    except InvalidParameterError as exc:
+        warnings.warn(f"{exc}; the image is opened without it", stacklevel=4)
+        return None

@@ -21,6 +21,10 @@ class _SweepWidget(Container):
 
     run_text = ""
 
+    def _numeric_covariates(self) -> list[str]:
+        controls = getattr(self, "model_controls", None)
+        return numeric_covariates(controls.model if controls is not None else None)
+
     def __init__(self, napari_viewer: napari.viewer.Viewer, model: str | None, controls: list) -> None:
         self.viewer = napari_viewer
         self.model_controls = ModelControls(model)
@@ -89,6 +93,11 @@ class _SweepWidget(Container):
         return path
 
 
+def numeric_covariates(model) -> list[str]:
+    """Names of a model's numeric covariates (those a sweep can vary); none without a model."""
+    return [] if model is None else [c.name for c in model.config.covariates if not c.categorical]
+
+
 class TraverseWidget(_SweepWidget):
     """Sweep one covariate over a range with the same noise and other covariates (one 4D layer).
 
@@ -98,7 +107,9 @@ class TraverseWidget(_SweepWidget):
     run_text = "Traverse"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, model: str | None = None) -> None:
-        self.covariate = ComboBox(label="sweep", choices=[])
+        # Choices are read from the model whenever napari resets them (it does so as layers change), so
+        # they are never replaced by the empty list a widget starts with.
+        self.covariate = ComboBox(label="sweep", choices=lambda _: self._numeric_covariates())
         self.start_value = FloatSpinBox(label="from", min=-1e7, max=1e7, value=0.0)
         self.stop_value = FloatSpinBox(label="to", min=-1e7, max=1e7, value=1.0)
         super().__init__(napari_viewer, model, [self.covariate, self.start_value, self.stop_value])
@@ -106,8 +117,8 @@ class TraverseWidget(_SweepWidget):
         self.model_controls.on_model(self._sweepable)
 
     def _sweepable(self, model) -> None:
-        names = [] if model is None else [c.name for c in model.config.covariates if not c.categorical]
-        self.covariate.choices = names
+        names = numeric_covariates(model)
+        self.covariate.reset_choices()
         if names:
             self.covariate.value = "ventricular_volume" if "ventricular_volume" in names else names[0]
             self._default_range()
@@ -150,14 +161,15 @@ class InterpolateWidget(_SweepWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer, model: str | None = None) -> None:
         self.seed_a = SpinBox(label="seed A", min=0, max=MAX_SEED, value=0)
         self.seed_b = SpinBox(label="seed B", min=0, max=MAX_SEED, value=1)
-        self.vary = ComboBox(label="also vary", choices=["(none)"], value="(none)")
+        self.vary = ComboBox(
+            label="also vary", choices=lambda _: ["(none)", *self._numeric_covariates()], value="(none)"
+        )
         self.vary_to = FloatSpinBox(label="to", min=-1e7, max=1e7, value=0.0)
         super().__init__(napari_viewer, model, [self.seed_a, self.seed_b, self.vary, self.vary_to])
         self.model_controls.on_model(self._varyable)
 
     def _varyable(self, model) -> None:
-        names = [] if model is None else [c.name for c in model.config.covariates if not c.categorical]
-        self.vary.choices = ["(none)", *names]
+        self.vary.reset_choices()
 
     def start(self):
         model = self.model_controls.model

@@ -206,3 +206,77 @@ def test_explore_without_a_display_writes_a_brain(trained_model, tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert again.returncode == 1
     assert "exists" in again.stderr
+
+
+def _nifti(path, data, affine=None):
+    """A NIfTI file whose sform is ``affine`` as given (even a singular one), without a qform."""
+    image = nib.Nifti1Image(np.asarray(data, dtype=np.float32), None)
+    image.header.set_sform(np.eye(4) if affine is None else affine, code=2)
+    image.header.set_qform(None, code=0)
+    nib.save(image, str(path))
+    return path
+
+
+def test_reader_opens_what_napari_can_show(make_napari_viewer, tmp_path):
+    """A malformed sidecar, a 2D, a 5D, a NaN-holding image and an unusable affine all open, each as
+    napari can place it, with a warning where something was left out."""
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    brain = _nifti(tmp_path / "brain.nii.gz", rng.random((6, 7, 8)), np.diag([2.0, 2.0, 2.0, 1.0]))
+    (tmp_path / "brain.json").write_bytes(b'{"seed": 1,')
+    with pytest.warns(UserWarning, match=r"brain.json is not a readable JSON sidecar: not JSON"):
+        (layer,) = viewer.open(str(brain), plugin="brainsynth")
+    assert layer.metadata == {} and layer.data.shape == (6, 7, 8)
+
+    flat = _nifti(tmp_path / "slice.nii", rng.random((6, 7)), np.diag([0.5, 0.7, 3.0, 1.0]))
+    (layer,) = viewer.open(str(flat), plugin="brainsynth")
+    assert layer.ndim == 2
+    np.testing.assert_allclose(layer.affine.affine_matrix, np.diag([0.5, 0.7, 1.0]))
+
+    five = rng.random((6, 7, 8, 3, 2))
+    affine = np.array([[2.0, 0, 0, -5], [0, 3.0, 0, 4], [0, 0, 4.0, 1], [0, 0, 0, 1]])
+    (layer,) = viewer.open(str(_nifti(tmp_path / "five.nii.gz", five, affine)), plugin="brainsynth")
+    assert layer.data.shape == (3, 2, 6, 7, 8)
+    np.testing.assert_array_equal(layer.data[2, 1], five[..., 2, 1].astype(np.float32))
+    np.testing.assert_allclose(layer.affine.affine_matrix[2:, 2:], affine)
+
+    holes = rng.random((6, 7, 8))
+    holes[0, 0, :4] = [np.nan, np.inf, -np.inf, np.nan]
+    (layer,) = viewer.open(str(_nifti(tmp_path / "holes.nii.gz", holes)), plugin="brainsynth")
+    assert np.isfinite(layer.contrast_limits).all() and layer.contrast_limits[1] <= 1.0
+
+    singular = _nifti(tmp_path / "singular.nii.gz", holes, np.diag([2.0, 0.0, 2.0, 1.0]))
+    with pytest.warns(UserWarning, match=r"affine that is not finite or not invertible"):
+        (layer,) = viewer.open(str(singular), plugin="brainsynth")
+    assert np.isfinite(layer.affine.affine_matrix).all()
+
+
+def test_writer_saves_2d_layers_placement_and_any_provenance(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    flat = viewer.add_image(np.random.default_rng(1).random((5, 6)).astype(np.float32), name="slice", scale=(2, 3))
+    flat.metadata["brainsynth"] = ["made", "elsewhere"]
+    viewer.layers.selection = {flat}
+    path = tmp_path / "slice.nii.gz"
+    viewer.layers.save(str(path), selected=True, plugin="brainsynth")
+    image = nib.load(path)
+    assert image.shape == (5, 6)
+    np.testing.assert_allclose(np.diag(image.affine), [2.0, 3.0, 1.0, 1.0])
+    import json
+
+    sidecar = json.loads((tmp_path / "slice.json").read_text())
+    assert sidecar["provenance"] == ["made", "elsewhere"] and sidecar["layer"] == "slice"
+    volume = viewer.add_image(np.ones((4, 4, 4), np.float32), translate=(10, 20, 30), scale=(2, 2, 2))
+    viewer.layers.selection = {volume}
+    viewer.layers.save(str(tmp_path / "moved.nii"), selected=True, plugin="brainsynth")
+    np.testing.assert_allclose(nib.load(tmp_path / "moved.nii").affine[:3, 3], [10, 20, 30])
+
+
+def test_traverse_shows_its_sweep_choice(make_napari_viewer):
+    """The sweep menu names a covariate after napari resets widget choices (as it does when layers change)."""
+    viewer = make_napari_viewer(show=True)
+    widget = _dock(viewer, "Traverse")
+    viewer.add_image(np.zeros((4, 4, 4), np.float32))
+    assert widget.covariate.native.currentText() == "ventricular_volume"
+    assert "age" in widget.covariate.choices
+    spec = widget.model_controls.model.config.covariate("ventricular_volume")
+    assert (widget.start_value.value, widget.stop_value.value) == pytest.approx((spec.low, spec.high), abs=0.01)
