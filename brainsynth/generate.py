@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,10 @@ from brainsynth.errors import InvalidParameterError
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.nifti import sidecar_path
 from brainsynth.noise import check_seed
+from brainsynth.paths import check_output_name
+from brainsynth.tables import SAFE_ID, read_table
 
 ID_COLUMNS = ("id", "participant_id")
-#: What a brain's id may be: a plain file name (letters, digits, ``.``, ``_``, ``-``; at most 128).
-SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 #: The record of what a dataset folder was asked for.
 RECORD = "covariates.tsv"
 
@@ -45,14 +44,48 @@ class Row:
 def parse_shard(text: str | None) -> tuple[int, int]:
     """``"K/N"`` to (K, N); None means the torchrun process's shard, or (1, 1) alone."""
     if text is None:
-        return int(os.environ.get("RANK", "0")) + 1, int(os.environ.get("WORLD_SIZE", "1"))
+        rank, world = (_environment_integer(name, default) for name, default in (("RANK", 0), ("WORLD_SIZE", 1)))
+        if not 0 <= rank < world:
+            raise InvalidParameterError(
+                f"RANK must be from 0 to WORLD_SIZE - 1 = {world - 1} (got RANK={rank}, WORLD_SIZE={world}); "
+                "torchrun sets both, or give --shard K/N"
+            )
+        return rank + 1, world
     try:
         k, n = (int(v) for v in text.split("/"))
     except ValueError:
         raise InvalidParameterError(f"shard must look like K/N, e.g. 2/4 (got {text!r})") from None
-    if not 1 <= k <= n:
-        raise InvalidParameterError(f"shard K/N needs 1 <= K <= N (got {text!r})")
-    return k, n
+    return check_shard((k, n))
+
+
+def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    """Check a shard ``(k, n)``: integers with ``1 <= k <= n``.
+
+    Raises
+    ------
+    InvalidParameterError
+        Naming the shard.
+    """
+    if (
+        not isinstance(shard, tuple | list)
+        or len(shard) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+        or not 1 <= shard[0] <= shard[1]
+    ):
+        raise InvalidParameterError(f"shard K/N needs whole numbers with 1 <= K <= N (got {shard!r})")
+    return int(shard[0]), int(shard[1])
+
+
+def _environment_integer(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidParameterError(
+            f"environment variable {name} must be a whole number, as torchrun sets it (got {text[:40]!r})"
+        ) from None
 
 
 def _number(text: str) -> float | str:
@@ -64,25 +97,23 @@ def _number(text: str) -> float | str:
 
 def read_rows(path: str | Path, model: LatentDiffusionModel, seed: int) -> list[Row]:
     """Rows of a covariates table; unknown columns are refused, missing covariates take defaults."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise InvalidParameterError(f"covariates table {path} does not exist")
-    with open(path, newline="") as stream:
-        reader = csv.DictReader(stream, delimiter="\t")
-        columns = reader.fieldnames or []
-        table = list(reader)
+    table = read_table(path, "covariates table")
     known = set(model.config.covariate_names) | set(ID_COLUMNS) | {"seed"}
-    unknown = [c for c in columns if c not in known]
+    unknown = [c for c in table.columns if c not in known]
     if unknown:
         raise InvalidParameterError(
-            f"covariates table {path.name} has unknown column(s) {', '.join(unknown)}; allowed: "
+            f"covariates table {table.path.name} has unknown column(s) {', '.join(map(repr, unknown))}; allowed: "
             f"{', '.join(model.config.covariate_names)}, id or participant_id, seed"
         )
+    if all(c in table.columns for c in ID_COLUMNS):
+        raise InvalidParameterError(
+            f"covariates table {table.path.name} has both an id and a participant_id column; keep one"
+        )
     rows = []
-    for index, entry in enumerate(table):
+    for index, entry in enumerate(table.rows):
         identifier = next((entry[c] for c in ID_COLUMNS if entry.get(c)), f"brain_{index:06d}")
         covariates = {k: _number(v) for k, v in entry.items() if k in model.config.covariate_names and v != ""}
-        rows.append(Row(identifier, covariates, _row_seed(entry.get("seed"), seed + index, index, path.name)))
+        rows.append(Row(identifier, covariates, _row_seed(entry.get("seed"), seed + index, index, table.path.name)))
     return rows
 
 
@@ -226,11 +257,11 @@ def generate_dataset(
         raise InvalidParameterError(f"n must be a positive integer (got {n!r})")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidParameterError(f"batch_size must be a positive integer (got {batch_size!r})")
-    output = Path(output).expanduser()
-    if not output.parent.is_dir():
-        raise InvalidParameterError(f"output folder {str(output.parent)!r} does not exist; create it first")
+    output = check_output_name(output, "output")
     if output.exists() and not output.is_dir():
         raise InvalidParameterError(f"output {str(output)!r} is a file; give a folder for the dataset")
+    shard = check_shard(shard)
+    check_seed(seed, "seed")
     rows = read_rows(covariates, model, seed) if covariates is not None else draw_rows(model, n or 0, seed)
     rows = rows[:n] if n is not None else rows
     check_rows(rows, model, extrapolate)

@@ -51,7 +51,7 @@ def test_generation_resumes_and_shards(model, tmp_path):
 def test_generation_bad_input(model, table, tmp_path):
     bad = tmp_path / "bad.tsv"
     bad.write_text("id\theight\nx\t180\n")
-    with pytest.raises(brainsynth.InvalidParameterError, match=r"unknown column\(s\) height"):
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"unknown column\(s\) 'height'"):
         generate_dataset(model, tmp_path / "out", covariates=bad)
     with pytest.raises(brainsynth.InvalidParameterError, match=r"give n \(a positive number of brains\)"):
         generate_dataset(model, tmp_path / "out")
@@ -148,3 +148,13 @@ def test_a_dataset_folder_keeps_describing_its_files(model, table, tmp_path):
     assert generate_dataset(model, out, covariates=longer, steps=2) == {"written": 1, "skipped": 3, "total": 4}
     assert (out / "covariates.tsv").read_text().startswith(record)
     assert len((out / "covariates.tsv").read_text().splitlines()) == 5
+
+
+def test_excel_tables_are_read(model, table, tmp_path):
+    """A UTF-8 byte-order mark (Excel's 'UTF-8' export), Windows line ends and empty trailing fields are accepted."""
+    from brainsynth.generate import read_rows
+
+    text = table.read_text().replace("\n", "\t\r\n")
+    excel = tmp_path / "excel.tsv"
+    excel.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert read_rows(excel, model, 0) == read_rows(table, model, 0)

@@ -8,7 +8,6 @@ starts, with errors that name the subject, the column or the file.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from monai.data import CacheDataset
 from monai.transforms import (
     Compose,
     EnsureChannelFirstd,
@@ -30,6 +28,8 @@ from monai.transforms import (
 
 from brainsynth.covariates import resolve_covariates
 from brainsynth.errors import BrainsynthError, InvalidParameterError
+from brainsynth.schema import shown
+from brainsynth.tables import SAFE_ID, read_table
 from brainsynth.training.config import DataSettings
 
 #: Largest ratio between the coarsest and finest voxel spacing accepted in one dataset.
@@ -49,21 +49,31 @@ class Subject:
     covariates: tuple[float, ...]
 
 
-def _read_participants(folder: Path, settings: DataSettings) -> list[dict[str, str]]:
-    table = folder / "participants.tsv"
-    if not table.is_file():
+def _read_participants(folder: Path, settings: DataSettings) -> list[tuple[int, dict[str, str]]]:
+    path = folder / "participants.tsv"
+    if not path.is_file():
         raise DataError(f"{folder} has no participants.tsv (participant_id and covariate columns)")
-    with open(table, newline="") as stream:
-        reader = csv.DictReader(stream, delimiter="\t")
-        columns = reader.fieldnames or []
-        rows = list(reader)
+    table = read_table(path, "participants table", error=DataError)
     needed = ["participant_id", *settings.columns.values()]
-    missing = [c for c in needed if c not in columns]
+    missing = [c for c in needed if c not in table.columns]
     if missing:
-        raise DataError(f"{table} lacks column(s) {', '.join(missing)}; it has {', '.join(columns) or 'none'}")
-    if not rows:
-        raise DataError(f"{table} lists no participants")
-    return rows
+        raise DataError(
+            f"{path} lacks column(s) {', '.join(missing)}; it has {', '.join(map(repr, table.columns)) or 'none'}"
+        )
+    if not table.rows:
+        raise DataError(f"{path} lists no participants")
+    seen: dict[str, int] = {}
+    for line, row in zip(table.lines, table.rows, strict=True):
+        participant = row["participant_id"]
+        if not SAFE_ID.fullmatch(participant):
+            raise DataError(
+                f"{path} line {line}: participant_id must be a plain name of letters, digits, '.', '_' and '-' "
+                f"(at most 128, such as sub-001) (got {shown(participant)})"
+            )
+        if participant in seen:
+            raise DataError(f"{path} lines {seen[participant]} and {line} both list participant {participant}")
+        seen[participant] = line
+    return list(zip(table.lines, table.rows, strict=True))
 
 
 def _image_path(folder: Path, participant: str) -> Path:
@@ -103,6 +113,16 @@ def _check_image(path: Path) -> tuple[float, ...]:
         raise DataError(f"{path} is not a readable NIfTI image: {exc}") from exc
     if len(shape) != 3 and not (len(shape) == 4 and shape[3] == 1):
         raise DataError(f"{path} is not a 3D image (shape {shape})")
+    if min(shape[:3]) < 1:
+        raise DataError(f"{path} has no voxels (shape {shape})")
+    affine = image.affine
+    if affine is None or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise DataError(
+            f"{path} has no usable voxel-to-world affine (NaN, infinite or singular in its header's sform and "
+            "qform); fix the header, for instance by resetting the sform from the qform"
+        )
+    if not all(math.isfinite(z) and z > 0 for z in zooms):
+        raise DataError(f"{path} has voxel sizes {tuple(zooms)}; they must be positive numbers")
     return tuple(float(z) for z in zooms)
 
 
@@ -124,7 +144,7 @@ def find_subjects(folder: str | Path, settings: DataSettings) -> list[Subject]:
     rows = _read_participants(folder, settings)
     subjects = [
         Subject(row["participant_id"], _image_path(folder, row["participant_id"]), _row_covariates(row, settings, line))
-        for line, row in enumerate(rows, start=2)
+        for line, row in rows
     ]
     spacings = {s.participant_id: max(_check_image(s.image)) for s in subjects}
     finest, coarsest = min(spacings, key=spacings.get), max(spacings, key=spacings.get)
@@ -151,6 +171,24 @@ def image_transforms(settings: DataSettings) -> Compose:
     )
 
 
+def _load(transform: Compose, path: Path) -> torch.Tensor:
+    """One image on the model grid, or a :class:`DataError` naming its file."""
+    try:
+        image = torch.as_tensor(transform({"image": str(path)})["image"])
+    except Exception as exc:  # a truncated gzip or damaged data surfaces inside MONAI's loader as any error
+        cause = exc
+        while cause.__cause__ is not None and "applying transform" in str(cause):
+            cause = cause.__cause__  # MONAI wraps the reader's error; name that one
+        raise DataError(f"{path} cannot be read as an image ({type(cause).__name__}: {str(cause)[:160]})") from exc
+    if not torch.isfinite(image).all():
+        bad = int((~torch.isfinite(image)).sum())
+        raise DataError(
+            f"{path} holds {bad} voxels that are not finite numbers (NaN or infinite, e.g. from a huge scl_slope) "
+            "after loading; fix or leave out this image"
+        )
+    return image
+
+
 class TrainingImages:
     """The training images as tensors on the model grid, read once and kept in memory.
 
@@ -164,18 +202,8 @@ class TrainingImages:
 
     def __init__(self, folder: str | Path, settings: DataSettings) -> None:
         self.subjects = find_subjects(folder, settings)
-        items = [{"image": str(s.image)} for s in self.subjects]
-        self._cache = CacheDataset(
-            items, transform=image_transforms(settings), cache_rate=1.0, num_workers=0, progress=False
-        )
-        for index, subject in enumerate(self.subjects):
-            image = torch.as_tensor(self._cache[index]["image"])
-            if not torch.isfinite(image).all():
-                bad = int((~torch.isfinite(image)).sum())
-                raise DataError(
-                    f"{subject.image} holds {bad} voxels that are not finite numbers (NaN or infinite, "
-                    "e.g. from a huge scl_slope) after loading; fix or leave out this image"
-                )
+        transform = image_transforms(settings)
+        self._images = [_load(transform, subject.image) for subject in self.subjects]
         self.covariates = torch.tensor([s.covariates for s in self.subjects], dtype=torch.float32)
 
     def __len__(self) -> int:
@@ -183,7 +211,7 @@ class TrainingImages:
 
     def images(self, indices: torch.Tensor) -> torch.Tensor:
         """Stack the images at ``indices`` into (B, 1, X, Y, Z)."""
-        return torch.stack([torch.as_tensor(self._cache[int(i)]["image"]) for i in indices])
+        return torch.stack([self._images[int(i)] for i in indices])
 
     def grid_affine(self, settings: DataSettings) -> np.ndarray:
         """RAS affine of the model grid: the data's spacing, centred where the first image is centred."""
