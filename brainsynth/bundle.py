@@ -230,18 +230,21 @@ def read_bundle_config(directory: str | Path, *, name: str = "bundle", inference
     if scale is not None:
         fields["scale_factor"] = float(scale)
     fields.update(_exported_fields(directory))
-    return ukb_config(
-        name=name,
-        autoencoder=autoencoder,
-        unet=unet,
-        noise_schedule=schedule,
-        latent_shape=latent_shape,
-        image_shape=image_shape,
-        conditioning="concat+crossattn" if unet.get("in_channels", 0) > latent_shape[0] else "crossattn",
-        default_steps=_inference_steps(config),
-        extra={"bundle_config": str(path), "bundle_layout": bundle_layout(config)},
-        **fields,
-    )
+    try:
+        return ukb_config(
+            name=name,
+            autoencoder=autoencoder,
+            unet=unet,
+            noise_schedule=schedule,
+            latent_shape=latent_shape,
+            image_shape=image_shape,
+            conditioning="concat+crossattn" if unet.get("in_channels", 0) > latent_shape[0] else "crossattn",
+            default_steps=_inference_steps(config),
+            extra={"bundle_config": str(path), "bundle_layout": bundle_layout(config)},
+            **fields,
+        )
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{path}: {exc}") from exc
 
 
 def _exported_fields(directory: Path) -> dict[str, Any]:

@@ -74,7 +74,10 @@ def load_model_dir(directory: str | Path) -> LatentDiffusionModel:
     """
     directory = Path(directory)
     manifest = read_manifest(directory)
-    config = ModelConfig.from_dict(manifest["config"])
+    try:
+        config = ModelConfig.from_dict(manifest["config"])
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{directory / MANIFEST}: {exc}") from exc
     weights = manifest["weights"]
     hashes: dict[str, dict[str, str]] = {}
     paths: dict[str, Path] = {}

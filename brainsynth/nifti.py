@@ -14,6 +14,7 @@ import numpy as np
 
 from brainsynth.atomic import atomic_write_files, json_bytes
 from brainsynth.errors import InvalidParameterError, OutputExistsError
+from brainsynth.paths import check_output_name
 from brainsynth.schema import read_json
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -45,11 +46,9 @@ def check_output_path(path: str | Path, *, overwrite: bool = False, name: str = 
     OutputExistsError
         If the file or its sidecar exists and ``overwrite`` is False.
     """
-    path = Path(path).expanduser()
+    path = check_output_name(path, name)
     if not is_nifti_path(path):
         raise InvalidParameterError(f"{name} must end in .nii or .nii.gz (got {str(path)!r})")
-    if not path.parent.is_dir():
-        raise InvalidParameterError(f"{name} folder {str(path.parent)!r} does not exist; create it first")
     for target in (path, sidecar_path(path)):
         if target.is_dir():
             raise InvalidParameterError(f"{name} {str(target)!r} is a folder; give a file name (or another folder)")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from brainsynth.errors import InvalidParameterError, OutputExistsError
+from brainsynth.paths import check_output_name
 
 #: Per kind of output folder: the file brainsynth writes into it and recognises it by.
 FOLDER_MARKERS = {
@@ -72,10 +73,8 @@ def check_replaceable(
     OutputExistsError
         If ``output`` holds a ``kind`` folder and ``overwrite`` is False.
     """
-    output = Path(output).expanduser()
+    output = check_output_name(output, "--output")
     check_not_an_input(output, inputs or {})
-    if not output.parent.is_dir():
-        raise InvalidParameterError(f"output folder {str(output.parent)!r} does not exist; create it first")
     if output.exists() and not output.is_dir():
         raise InvalidParameterError(f"--output {str(output)!r} is a file; give a folder name")
     if not os.access(output.parent, os.W_OK):

@@ -11,6 +11,7 @@ import numpy as np
 from brainsynth.covariates import CovariateValue
 from brainsynth.errors import InvalidParameterError, NonFiniteResultError
 from brainsynth.nifti import check_output_path, is_nifti_path, save_nifti
+from brainsynth.paths import check_output_name
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,7 @@ class SampleResult:
         self.check_finite()
         created = not is_nifti_path(path) and not folder.exists()
         if created:
-            if not folder.parent.is_dir():
-                raise InvalidParameterError(f"output folder {str(folder.parent)!r} does not exist; create it first")
+            check_output_name(folder, "output")
             folder.mkdir()
         written = []
         try:

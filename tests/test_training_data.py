@@ -101,3 +101,22 @@ def test_wildly_different_spacing(folder):
     nib.save(nib.Nifti1Image(np.asarray(image.dataobj), np.diag([1.0, 1.0, 1.0, 1.0])), path)
     with pytest.raises(DataError, match=r"very different voxel sizes: .* 8 mm, sub-0005 1 mm"):
         find_subjects(folder, SETTINGS)
+
+
+def test_a_participants_table_saved_by_excel_is_read(folder):
+    """A byte-order mark before participant_id does not hide the column."""
+    table = folder / "participants.tsv"
+    plain = [s.participant_id for s in find_subjects(folder, SETTINGS)]
+    table.write_bytes(b"\xef\xbb\xbf" + table.read_bytes())
+    assert [s.participant_id for s in find_subjects(folder, SETTINGS)] == plain
+
+
+def test_a_damaged_latent_cache_is_made_anew(tmp_path):
+    from brainsynth.training.diffusion import _read_latents
+
+    path = tmp_path / "latents.pt"
+    path.write_bytes(b"\x80garbage")
+    with pytest.warns(UserWarning, match=r"is not a readable latent cache \(.*\); encoding the latents anew"):
+        assert _read_latents(path) is None
+    torch.save({"mu": torch.zeros(1), "sigma": torch.ones(1), "key": "k"}, path)
+    assert _read_latents(path)["key"] == "k"

@@ -23,6 +23,7 @@ from brainsynth.loading import load_model
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.nifti import check_output_path, is_nifti_path
 from brainsynth.noise import check_seed
+from brainsynth.paths import check_output_name
 from brainsynth.result import SampleResult, output_paths
 from brainsynth.timesteps import DEFAULT_TIMESTEP_SPACING
 
@@ -50,12 +51,10 @@ def _covariates(args: argparse.Namespace, suffix: str = "") -> dict[str, Any]:
 
 def _check_output(args: argparse.Namespace, count: int, series: bool) -> None:
     """Refuse a bad output path before loading the model or computing anything."""
-    path = Path(args.output).expanduser()
+    path = check_output_name(args.output, "--output")
     if not is_nifti_path(path):
         if path.exists() and not path.is_dir():
             raise InvalidParameterError(f"--output {str(path)!r} is a file; give a .nii/.nii.gz name or a folder")
-        if not (path.is_dir() or path.parent.is_dir()):
-            raise InvalidParameterError(f"--output folder {str(path.parent)!r} does not exist; create it first")
         if not path.is_dir():
             return  # a new folder: nothing in it to clash with
     for target in output_paths(path, 1 if series and is_nifti_path(path) else count):

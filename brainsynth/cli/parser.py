@@ -7,8 +7,10 @@ import argparse
 from brainsynth._version import __version__
 from brainsynth.config import SAMPLING_PRECISIONS
 from brainsynth.devices import DEVICE_CHOICES
+from brainsynth.errors import InvalidParameterError
 from brainsynth.hub import MODEL_NAMES
 from brainsynth.nifti import OUTPUT_DTYPES
+from brainsynth.paths import check_output_name
 from brainsynth.schedulers import SCHEDULERS
 from brainsynth.timesteps import TIMESTEP_SPACINGS
 
@@ -155,9 +157,18 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def output_path(text: str) -> str:
+    """An ``--output`` value checked as a name (see :func:`brainsynth.paths.check_output_name`)."""
+    try:
+        check_output_name(text, "path")
+    except InvalidParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _add_output(parser: argparse.ArgumentParser, what: str) -> None:
     group = parser.add_argument_group("output")
-    group.add_argument("--output", "-o", required=True, metavar="PATH", help=what)
+    group.add_argument("--output", "-o", required=True, type=output_path, metavar="PATH", help=what)
     group.add_argument("--dtype", choices=OUTPUT_DTYPES, default="float32", help="stored data type (default float32)")
     group.add_argument("--overwrite", action="store_true", help="replace existing files")
     group.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -180,8 +191,12 @@ def _add_training_commands(subparsers) -> None:
         "--spacing", type=float, default=2.0, metavar="MM", help="voxel size in mm (default 2: 80 x 112 x 80 voxels)"
     )
     cohort.add_argument("--seed", type=int, default=0, help="seed of the cohort (default 0)")
-    cohort.add_argument("--output", "-o", required=True, metavar="DIR", help="cohort folder (BIDS-like)")
-    cohort.add_argument("--png", metavar="FILE", help="also write orthogonal slices of up to 8 subjects")
+    cohort.add_argument(
+        "--output", "-o", required=True, type=output_path, metavar="DIR", help="cohort folder (BIDS-like)"
+    )
+    cohort.add_argument(
+        "--png", type=output_path, metavar="FILE", help="also write orthogonal slices of up to 8 subjects"
+    )
     cohort.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     cohort.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -212,7 +227,7 @@ def _add_training_commands(subparsers) -> None:
             metavar="PRESET_OR_FILE",
             help="preset (tiny, demo, paper) or JSON file (default demo)",
         )
-        sub.add_argument("--output", "-o", required=True, metavar="DIR", help="run folder")
+        sub.add_argument("--output", "-o", required=True, type=output_path, metavar="DIR", help="run folder")
         sub.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
         sub.add_argument(
             "--steps",
@@ -227,7 +242,7 @@ def _add_training_commands(subparsers) -> None:
     evaluate = _subparser(subparsers, "evaluate", "Measure reconstruction, diversity and conditioning fidelity.")
     evaluate.add_argument("--model", default="demo", metavar="M", help="model name or folder (default demo)")
     evaluate.add_argument("--n", type=int, default=16, help="samples per measurement (default 16)")
-    evaluate.add_argument("--output", "-o", required=True, metavar="DIR", help="report folder")
+    evaluate.add_argument("--output", "-o", required=True, type=output_path, metavar="DIR", help="report folder")
     evaluate.add_argument("--data", metavar="DIR", help="held-out real images (default: a fresh synthetic cohort)")
     evaluate.add_argument(
         "--covariates",
@@ -260,7 +275,7 @@ def _add_training_commands(subparsers) -> None:
     export = _subparser(subparsers, "export", "Export a model in another format.")
     export.add_argument("--model", required=True, metavar="M", help="model name or folder")
     export.add_argument("--format", choices=["monai-bundle"], default="monai-bundle", help="output format")
-    export.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder")
+    export.add_argument("--output", "-o", required=True, type=output_path, metavar="DIR", help="output folder")
     export.add_argument("--overwrite", action="store_true", help="replace an existing folder")
 
 
@@ -321,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--shard", metavar="K/N", help="do shard K of N (default: the torchrun process's, or all)")
     generate.add_argument("--extrapolate", action="store_true", help="allow covariates beyond the training range")
     _add_sampling(generate)
-    generate.add_argument("--output", "-o", required=True, metavar="DIR", help="dataset folder")
+    generate.add_argument("--output", "-o", required=True, type=output_path, metavar="DIR", help="dataset folder")
     generate.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     bench = _subparser(subparsers, "benchmark", "Time the bundle's reference sampler against brainsynth's.")
@@ -385,16 +400,21 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument(
         "--output",
         "-o",
+        type=output_path,
         default="brainsynth_brain.nii.gz",
         metavar="PATH",
         help="where the brain goes when there is no display (default brainsynth_brain.nii.gz)",
     )
-    explore.add_argument("--screenshot", metavar="PNG", help="generate one brain, save a 3D screenshot and exit")
+    explore.add_argument(
+        "--screenshot", type=output_path, metavar="PNG", help="generate one brain, save a 3D screenshot and exit"
+    )
     explore.add_argument("--seed", type=int, default=0, help="seed of the screenshot's brain (default 0)")
 
     _add_training_commands(subparsers)
 
     download = _subparser(subparsers, "download", "Download a published model's files.")
     download.add_argument("name", choices=["ukb"], help="ukb: the published UK Biobank model (about 2.3 GB)")
-    download.add_argument("--dir", metavar="FOLDER", help="where to put it (default: brainsynth's cache)")
+    download.add_argument(
+        "--dir", type=output_path, metavar="FOLDER", help="where to put it (default: brainsynth's cache)"
+    )
     return parser

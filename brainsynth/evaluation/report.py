@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import time
 from collections.abc import Callable
@@ -36,6 +37,8 @@ from brainsynth.errors import InvalidParameterError, OutputExistsError
 from brainsynth.evaluation.denoising import DenoisingError, denoising_errors
 from brainsynth.evaluation.metrics import mean_pairwise_ms_ssim, psnr, ssim
 from brainsynth.model import LatentDiffusionModel, check_guidance
+from brainsynth.noise import check_seed
+from brainsynth.paths import check_output_name
 
 #: Covariates whose fidelity can be measured, and the field of the segmenter's result that measures each.
 MEASURABLE = {"ventricular_volume": "ventricular_volume_ml", "brain_volume": "brain_volume_ml"}
@@ -91,9 +94,16 @@ def load_segmenter(spec: str | None) -> Segmenter:
     if not sep:
         raise InvalidParameterError(f"segmenter must look like package.module:function (got {spec!r})")
     try:
-        return getattr(importlib.import_module(module_name), function)
+        found = getattr(importlib.import_module(module_name), function)
     except (ImportError, AttributeError) as exc:
         raise InvalidParameterError(f"segmenter {spec!r} cannot be imported: {exc}") from exc
+    try:
+        inspect.signature(found).bind(np.zeros((1, 1, 1)), np.eye(4))
+    except TypeError as exc:
+        raise InvalidParameterError(f"segmenter {spec!r} must be a function taking (volume, affine) ({exc})") from None
+    except ValueError:  # a callable without a signature (some built-ins): it is tried on the first image
+        pass
+    return found
 
 
 def _field(measured: Any, name: str) -> float:
@@ -181,9 +191,11 @@ def evaluate_model(
     check_request(model, n, covariates, fidelity)
     guidance = check_guidance(model.config, guidance)
     measure = load_segmenter(segmenter)
-    output = Path(output).expanduser()
-    if not output.parent.is_dir():
-        raise InvalidParameterError(f"output folder {str(output.parent)!r} does not exist; create it first")
+    resolve_device(device)  # an unknown or missing device fails here, before the held-out cohort is made
+    check_seed(seed, "seed")
+    output = check_output_name(output, "output")
+    if output.exists() and not output.is_dir():
+        raise InvalidParameterError(f"output {str(output)!r} is a file; give a folder for the report")
     if (output / "report.md").exists() and not overwrite:
         raise OutputExistsError(f"{output / 'report.md'} exists; pass overwrite=True (--overwrite) to replace it")
     output.mkdir(exist_ok=True)

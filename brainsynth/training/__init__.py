@@ -10,11 +10,13 @@ import random
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from brainsynth.model import LatentDiffusionModel
+from brainsynth.networks import build_autoencoder, build_unet
 from brainsynth.training.autoencoder import AutoencoderTask
 from brainsynth.training.checkpoint import check_resumable
-from brainsynth.training.config import TrainingConfig, load_training_config
+from brainsynth.training.config import TrainingConfig, checked_config, load_training_config
 from brainsynth.training.data import TrainingImages
 from brainsynth.training.diffusion import DiffusionTask, check_autoencoder_folder
 from brainsynth.training.distributed import init_distributed, shutdown
@@ -37,7 +39,7 @@ def _train(
     steps: int | None,
     init_from: str | Path | None = None,
 ) -> Path:
-    settings = config if isinstance(config, TrainingConfig) else load_training_config(config)
+    settings = checked_config(config) if isinstance(config, TrainingConfig) else load_training_config(config)
     if steps is not None:
         settings = settings.with_steps(task_name, steps)
     seed = getattr(settings, task_name).seed
@@ -66,6 +68,7 @@ def _train(
                 config_hash=config_hash,
                 autoencoder=section.get("autoencoder_weights"),
                 run_record=folder / "run.json",
+                networks=_networks_of(task_name, settings),
             )
         aside = prepare_output(
             folder, section=section, config_hash=config_hash, task=task_name, overwrite=overwrite, context=context
@@ -90,6 +93,13 @@ def _train(
             )
     finally:
         shutdown(context)
+
+
+def _networks_of(task_name: str, settings: TrainingConfig) -> dict[str, torch.nn.Module]:
+    """The network a task's checkpoint holds, built from the configuration (to check it before resuming)."""
+    if task_name == "autoencoder":
+        return {"autoencoder": build_autoencoder(settings.autoencoder.network)}
+    return {"unet": build_unet(settings.diffusion.network)}
 
 
 def _load_init_from(init_from: str | Path) -> LatentDiffusionModel:

@@ -11,7 +11,6 @@ The result is ``OUTPUT/autoencoder.json`` + ``OUTPUT/autoencoder.safetensors``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,10 @@ from monai.networks.nets import PatchDiscriminator
 from torch.nn.parallel import DistributedDataParallel
 
 from brainsynth.atomic import atomic_write_bytes, atomic_write_json
+from brainsynth.config import MAX_AXIS, network_setting_problems
 from brainsynth.errors import InvalidParameterError, ModelLoadError
 from brainsynth.networks import build_autoencoder, load_weights
+from brainsynth.schema import Checks, read_json, shown
 from brainsynth.training.config import TrainingConfig
 from brainsynth.training.data import TrainingImages
 from brainsynth.training.distributed import Distributed
@@ -224,7 +225,28 @@ def read_autoencoder_manifest(folder: str | Path) -> dict[str, Any]:
     path = folder / AUTOENCODER_MANIFEST
     if not path.is_file():
         raise ModelLoadError(f"{folder} holds no trained autoencoder ({AUTOENCODER_MANIFEST} is missing)")
-    return json.loads(path.read_text())
+    manifest = read_json(path, "autoencoder manifest")
+    checks = Checks()
+    if manifest.get("format") != "brainsynth.autoencoder":
+        checks.add(f"format must be 'brainsynth.autoencoder' (got {shown(manifest.get('format'))})")
+    if checks.mapping(manifest.get("network"), "network"):
+        checks.problems += network_setting_problems(manifest["network"], "network")
+    data = manifest.get("data")
+    if checks.mapping(data, "data"):
+        checks.number(data.get("spacing"), "data.spacing", 0.0, above=True)
+        checks.integers(data.get("shape"), "data.shape", 3, 1, MAX_AXIS)
+        checks.text(data.get("covariates"), "data.covariates")
+    weights = manifest.get("weights")
+    if checks.mapping(weights, "weights"):
+        file = weights.get("file")
+        if checks.text(file, "weights.file") and (Path(file).is_absolute() or ".." in Path(file).parts):
+            checks.add(f"weights.file must name a file inside the run folder (got {shown(file)})")
+        checks.text(weights.get("sha256"), "weights.sha256")
+    affine = manifest.get("affine")
+    if not (isinstance(affine, list) and len(affine) == 4 and all(isinstance(r, list) and len(r) == 4 for r in affine)):
+        checks.add(f"affine must be a 4 x 4 matrix (got {shown(affine)})")
+    checks.raise_if_any(f"{path} is malformed")
+    return manifest
 
 
 def load_trained_autoencoder(folder: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:

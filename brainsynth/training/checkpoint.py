@@ -11,6 +11,7 @@ import io
 import json
 import pickle
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,17 @@ import torch
 
 from brainsynth.atomic import atomic_write_bytes
 from brainsynth.errors import BrainsynthError
+from brainsynth.schema import shown
 
 CHECKPOINT_NAME = "last.pt"
 FORMAT = "brainsynth.checkpoint"
+
+
+#: The fields each task restores from a checkpoint, besides its step and random states.
+TASK_FIELDS = {
+    "autoencoder": ("autoencoder", "discriminator", "optimizer", "optimizer_d"),
+    "diffusion": ("unet", "ema", "optimizer", "lr_schedule"),
+}
 
 
 class CheckpointError(BrainsynthError, ValueError):
@@ -79,6 +88,7 @@ def check_resumable(
     config_hash: str,
     autoencoder: str | None = None,
     run_record: str | Path | None = None,
+    networks: Mapping[str, torch.nn.Module] | None = None,
 ) -> None:
     """Check, before anything is written, that the run in ``folder`` may be continued as asked.
 
@@ -86,12 +96,29 @@ def check_resumable(
     on the autoencoder it started with (``autoencoder``: that autoencoder's weights' SHA-256, compared
     with the one ``run_record`` recorded).
 
+    ``networks`` maps checkpoint fields to networks built from the configuration; each field must hold
+    their weights (the same names and shapes), and every field the task restores must be there.
+
     Raises
     ------
     CheckpointError
         Naming what differs.
     """
-    load_checkpoint(folder, task=task, config_hash=config_hash, peek=True)
+    state = load_checkpoint(folder, task=task, config_hash=config_hash, peek=True)
+    path = Path(folder) / CHECKPOINT_NAME
+    missing = [name for name in TASK_FIELDS.get(task, ()) if not isinstance(state.get(name), dict)]
+    if missing:
+        raise CheckpointError(f"cannot resume: {path} is damaged: it lacks {', '.join(map(repr, missing))}")
+    for name, network in (networks or {}).items():
+        expected = {k: tuple(v.shape) for k, v in network.state_dict().items()}
+        saved = state[name]
+        found = {k: tuple(v.shape) for k, v in saved.items() if isinstance(v, torch.Tensor)}
+        if found != expected:
+            differing = sorted(set(expected) ^ set(found)) or sorted(k for k in expected if expected[k] != found[k])
+            raise CheckpointError(
+                f"cannot resume: {path} holds {name} weights of another network ({len(differing)} tensors differ, "
+                f"e.g. {differing[0][:60]}); start afresh with --overwrite"
+            )
     if autoencoder is None or run_record is None or not Path(run_record).is_file():
         return
     try:
@@ -122,7 +149,10 @@ def load_checkpoint(folder: str | Path, *, task: str, config_hash: str, peek: bo
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=peek)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"cannot resume: {path} is not a readable checkpoint: {exc}") from exc
+        raise CheckpointError(
+            f"cannot resume: {path} is not a readable checkpoint: damaged, or not written by brainsynth "
+            f"({type(exc).__name__})"
+        ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"cannot resume: {path} is not a brainsynth training checkpoint")
     if state.get("task") != task:
@@ -133,4 +163,30 @@ def load_checkpoint(folder: str | Path, *, task: str, config_hash: str, peek: bo
             f"{str(state.get('config_hash'))[:12]} differs from {config_hash[:12]}); use the same --config, "
             "or start afresh with --overwrite"
         )
+    step, rng = state.get("step"), state.get("rng")
+    if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
+        raise CheckpointError(f"cannot resume: {path} is damaged: its step must be a whole number (got {shown(step)})")
+    if not (isinstance(rng, dict) and all(k in rng for k in ("python", "numpy", "torch"))):
+        raise CheckpointError(f"cannot resume: {path} is damaged: it lacks the random states (rng) to continue from")
     return state
+
+
+def restore(task: Any, state: dict[str, Any], folder: str | Path) -> int:
+    """Load a checkpoint's networks, optimisers and random states into ``task``; return its step.
+
+    Raises
+    ------
+    CheckpointError
+        If a field is missing or does not fit (``autoencoder`` of another network, say).
+    """
+    path = Path(folder) / CHECKPOINT_NAME
+    try:
+        task.load_state_dict(state)
+        set_rng_state(state["rng"])
+    except KeyError as exc:
+        raise CheckpointError(f"cannot resume: {path} is damaged: it lacks {exc}") from exc
+    except (TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+        raise CheckpointError(
+            f"cannot resume: {path} is damaged or of another network ({type(exc).__name__}: {str(exc)[:160]})"
+        ) from exc
+    return int(state["step"])

@@ -12,10 +12,18 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from brainsynth.config import MAX_GUIDANCE, SAMPLING_PRECISIONS, SAMPLING_PRECISIONS_TEXT, NoiseSchedule
+from brainsynth.config import (
+    MAX_AXIS,
+    MAX_GUIDANCE,
+    SAMPLING_PRECISIONS,
+    SAMPLING_PRECISIONS_TEXT,
+    NoiseSchedule,
+    network_setting_problems,
+)
 from brainsynth.covariates import CovariateSpec
 from brainsynth.errors import InvalidParameterError
 from brainsynth.presets import UKB_COVARIATES
+from brainsynth.schema import Checks, read_json
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -148,9 +156,24 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     if unknown:
         raise InvalidParameterError(f"config section {where} has unknown keys {unknown}; allowed: {sorted(names)}")
     values = dict(data)
-    for key in ("shape", "patch_size"):
-        if values.get(key) is not None:
-            values[key] = tuple(int(v) for v in values[key])
+    checks = Checks()
+    for spec in fields(cls):
+        if spec.name not in values:
+            continue
+        value, place, kind = values[spec.name], f"{where}.{spec.name}", str(spec.type)
+        if value is None and kind.endswith("| None"):
+            continue
+        if kind == "int":
+            checks.integer(value, place, 0)
+        elif kind == "float":
+            checks.number(value, place)
+        elif kind == "str":
+            checks.text(value, place)
+        elif kind.startswith("dict") and checks.mapping(value, place) and spec.name == "network":
+            checks.problems += network_setting_problems(value, place)
+        elif kind.startswith("tuple[int, int, int]") and checks.integers(value, place, 3, 1, MAX_AXIS):
+            values[spec.name] = tuple(value)
+    checks.raise_if_any("config is malformed", InvalidParameterError)
     if "noise_schedule" in values:
         values["noise_schedule"] = _build(NoiseSchedule, values["noise_schedule"], f"{where}.noise_schedule")
     try:
@@ -211,6 +234,27 @@ def _check(config: TrainingConfig) -> None:
                 raise InvalidParameterError(f"{section}.{key} must be at least 1 (got {getattr(settings, key)})")
 
 
+def checked_config(config: TrainingConfig) -> TrainingConfig:
+    """A :class:`TrainingConfig` built in Python, given the checks a configuration file gets.
+
+    Raises
+    ------
+    InvalidParameterError
+        For a setting of the wrong kind or range, or settings that disagree.
+    """
+    for section, kind in (
+        ("data", DataSettings),
+        ("autoencoder", AutoencoderTraining),
+        ("diffusion", DiffusionTraining),
+    ):
+        value = getattr(config, section)
+        if not isinstance(value, kind):
+            raise InvalidParameterError(f"config.{section} must be a {kind.__name__} (got {type(value).__name__})")
+        _build(kind, asdict(value), section)  # the types and ranges a file's section is checked for
+    _check(config)
+    return config
+
+
 def load_training_config(name_or_path: str | Path) -> TrainingConfig:
     """Read a training configuration: a preset name (``tiny``, ``demo``, ``paper``) or a JSON file.
 
@@ -224,10 +268,7 @@ def load_training_config(name_or_path: str | Path) -> TrainingConfig:
     if not path.is_file():
         presets = sorted(p.stem for p in PRESETS_DIR.glob("*.json"))
         raise InvalidParameterError(f"config must be a preset ({', '.join(presets)}) or a JSON file (got {text!r})")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InvalidParameterError(f"config file {path} is not valid JSON: {exc}") from exc
+    data = read_json(path, "training config (JSON)", error=InvalidParameterError)
     unknown = sorted(set(data) - {"name", "description", "data", "autoencoder", "diffusion"})
     if unknown:
         raise InvalidParameterError(f"config file {path} has unknown sections {unknown}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,7 @@ def cached_latents(
     path = folder / LATENT_CACHE
     key = manifest["weights"]["sha256"] + ":" + ",".join(s.participant_id for s in data.subjects)
     if context.is_main:
-        current = torch.load(path, weights_only=True) if path.is_file() else None
+        current = _read_latents(path)
         if current is None or current.get("key") != key:
             latents = encode_latents(autoencoder, data, context.device)
             temp = path.with_suffix(".part")
@@ -135,6 +136,22 @@ def cached_latents(
     barrier(context)
     cache = torch.load(path, weights_only=True)
     return {"mu": cache["mu"], "sigma": cache["sigma"]}
+
+
+def _read_latents(path: Path) -> dict[str, Any] | None:
+    """The latent cache, or ``None`` where it is missing, unreadable or not a cache (it is then made anew)."""
+    if not path.is_file():
+        return None
+    try:
+        cache = torch.load(path, weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: torch raises many types; the cache is derived data
+        warnings.warn(
+            f"{path} is not a readable latent cache ({type(exc).__name__}); encoding the latents anew", stacklevel=3
+        )
+        return None
+    if not isinstance(cache, dict) or not all(isinstance(cache.get(k), torch.Tensor) for k in ("mu", "sigma")):
+        return None
+    return cache
 
 
 def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:

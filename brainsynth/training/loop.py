@@ -21,8 +21,9 @@ import torch
 
 from brainsynth.atomic import atomic_write_json
 from brainsynth.errors import BrainsynthError, InvalidParameterError, OutputExistsError
+from brainsynth.paths import check_output_name
 from brainsynth.replace import check_not_an_input, check_replaceable
-from brainsynth.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from brainsynth.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore, rng_state, save_checkpoint
 from brainsynth.training.distributed import Distributed, any_rank, barrier, gather_strings, weights_checksum
 from brainsynth.training.logs import RunLogger
 
@@ -93,9 +94,10 @@ def check_output(
     output = Path(output).expanduser()
     if resume and overwrite:
         raise InvalidParameterError("give either --resume or --overwrite, not both")
+    output = check_output_name(output, "--output")
     check_not_an_input(output, inputs or {})
-    if not output.parent.is_dir():
-        raise InvalidParameterError(f"output folder {str(output.parent)!r} does not exist; create it first")
+    if output.exists() and not output.is_dir():
+        raise InvalidParameterError(f"--output {str(output)!r} is a file; give a folder for the run")
     if resume and not (output / "checkpoints").is_dir():
         raise InvalidParameterError(f"cannot resume: {output} holds no checkpoints")
     if output.exists() and any(output.iterdir()) and not resume and not overwrite:
@@ -230,9 +232,7 @@ def run_training(
     start = 0
     if resume:
         state = load_checkpoint(folder, task=task.task, config_hash=config_hash)
-        task.load_state_dict(state)
-        set_rng_state(state["rng"])
-        start = int(state["step"])
+        start = restore(task, state, folder)
     logger = RunLogger(output, total_steps, start, enabled=context.is_main, quiet=quiet)
     logger.event(
         "resume" if resume else "start",
