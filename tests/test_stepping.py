@@ -24,10 +24,27 @@ def test_yields_every_step_and_returns_the_result(model):
 
 
 def test_closing_early_cancels_the_call(model):
-    steps = iterate_steps(model.sample, seed=2, steps=500)
+    """The call ends in SamplingCancelled long before its 500 steps (closing alone would wait for them all)."""
+    outcome = {}
+
+    def sample(**kwargs):
+        callback, done = kwargs.pop("callback"), []
+
+        def counting(progress):
+            done.append(progress.step)
+            callback(progress)
+
+        try:
+            return model.sample(callback=counting, **kwargs)
+        except brainsynth.SamplingCancelled:
+            outcome["cancelled_after"] = len(done)
+            raise
+
+    steps = iterate_steps(sample, seed=2, steps=500)
     assert next(steps).step == 1
     steps.close()
     assert not any(t.name == "brainsynth-sampling" and t.is_alive() for t in threading.enumerate())
+    assert outcome["cancelled_after"] < 500
 
 
 def test_errors_reach_the_consumer(model):
