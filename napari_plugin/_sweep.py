@@ -21,9 +21,11 @@ class _SweepWidget(Container):
 
     run_text = ""
 
-    def _numeric_covariates(self) -> list[str]:
+    def _numeric_covariates(self) -> list[tuple[str, str]]:
+        """(label with unit, name) of the model's numeric covariates, as the menus show them."""
         controls = getattr(self, "model_controls", None)
-        return numeric_covariates(controls.model if controls is not None else None)
+        model = controls.model if controls is not None else None
+        return [(_menu_label(model.config.covariate(name)), name) for name in numeric_covariates(model)]
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, model: str | None, controls: list) -> None:
         self.viewer = napari_viewer
@@ -91,6 +93,10 @@ class _SweepWidget(Container):
             imageio.mimsave(path, frames, fps=fps, macro_block_size=1)
         self.run.report(f"wrote {path}")
         return path
+
+
+def _menu_label(spec) -> str:
+    return f"{spec.label} ({spec.unit})" if spec.unit else spec.label
 
 
 def numeric_covariates(model) -> list[str]:
@@ -162,7 +168,7 @@ class InterpolateWidget(_SweepWidget):
         self.seed_a = SpinBox(label="seed A", min=0, max=MAX_SEED, value=0)
         self.seed_b = SpinBox(label="seed B", min=0, max=MAX_SEED, value=1)
         self.vary = ComboBox(
-            label="also vary", choices=lambda _: ["(none)", *self._numeric_covariates()], value="(none)"
+            label="also vary", choices=lambda _: [("(none)", "(none)"), *self._numeric_covariates()], value="(none)"
         )
         self.vary_to = FloatSpinBox(label="to", min=-1e7, max=1e7, value=0.0)
         super().__init__(napari_viewer, model, [self.seed_a, self.seed_b, self.vary, self.vary_to])
