@@ -452,6 +452,8 @@ def test_an_interrupted_sample_writes_nothing(model_dir, tmp_path, monkeypatch, 
         yield callback
 
     monkeypatch.setattr(commands, "progress_bar", interrupting_bar)
-    assert main(["sample", "--model", str(model_dir), "--steps", "4", "-o", str(tmp_path / "b.nii.gz")]) == 130
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["sample", "--model", str(model_dir), "--steps", "4", "-o", str(out / "b.nii.gz")]) == 130
     assert "cancelled; no file was left half-written" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
+    assert list(out.iterdir()) == []
