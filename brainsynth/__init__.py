@@ -25,11 +25,11 @@ from brainsynth.errors import (
     OutputExistsError,
     SamplingCancelled,
 )
-from brainsynth.loading import load_model
+from brainsynth.loading.model_dir import save_model_dir
+from brainsynth.loading.names import load_model
 from brainsynth.model import LatentDiffusionModel
-from brainsynth.model_dir import save_model_dir
 from brainsynth.result import SampleResult
-from brainsynth.sampling import ProgressCallback, StepProgress
+from brainsynth.sampling.loop import ProgressCallback, StepProgress
 
 __all__ = [
     "BrainsynthError",

@@ -16,7 +16,7 @@ import numpy as np
 
 from brainsynth.covariates import CovariateSpec
 from brainsynth.errors import InvalidParameterError, ModelLoadError
-from brainsynth.schema import SHOWN, Checks, is_integer, kind_of, shown
+from brainsynth.files.schema import SHOWN, Checks, is_integer, kind_of, shown
 
 #: Network precisions a sampling call or a model's default may name; ``auto`` is resolved per device.
 SAMPLING_PRECISIONS = ("float32", "bfloat16", "float16", "auto")
@@ -271,7 +271,7 @@ def _type_problems(config: ModelConfig, checks: Checks) -> None:
     checks.integer(
         config.default_steps, "default_steps", 1, timesteps if is_integer(timesteps) and timesteps > 0 else None
     )
-    from brainsynth.schedulers import SCHEDULERS  # here: the schedulers module reads this one's NoiseSchedule
+    from brainsynth.sampling.schedulers import SCHEDULERS  # here: the schedulers module reads this one's NoiseSchedule
 
     checks.text(config.default_scheduler, "default_scheduler", tuple(SCHEDULERS))
     checks.mapping(config.extra, "extra")

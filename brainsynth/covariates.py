@@ -188,7 +188,7 @@ def resolve_covariates(
 
     Examples
     --------
-    >>> from brainsynth.presets import UKB_COVARIATES
+    >>> from brainsynth.loading.presets import UKB_COVARIATES
     >>> resolve_covariates(UKB_COVARIATES, {"sex": "male", "age": 63}).normalised[:2]
     (1.0, 0.5)
     """

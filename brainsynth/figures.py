@@ -1,4 +1,5 @@
-"""Static figures: orthogonal slices of one or more volumes, written as PNG with Pillow.
+"""Static figures, written as PNG: orthogonal slices of volumes (Pillow) and scatter plots of measured
+against requested values (matplotlib, imported when one is drawn).
 
 Pillow is a core dependency (napari and matplotlib depend on it too), so the headless ``explore``,
 the training samples and the evaluation report draw the same picture whichever extra is installed.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brainsynth.atomic import atomic_write_bytes
+from brainsynth.files.atomic import atomic_write_bytes
 
 #: Height in pixels of the tallest panel (the largest physical extent of the figure's volumes).
 PANEL_SIZE = 180
@@ -111,5 +112,43 @@ def save_orthogonal_slices(
             x += picture.width + GAP
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG", optimize=True)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def save_scatter(
+    requested: Sequence[float],
+    measured: Sequence[float],
+    path: str | Path,
+    *,
+    label: str,
+    title: str = "",
+    real: Sequence[float] | None = None,
+) -> Path:
+    """Scatter plot of measured against requested values with the identity line.
+
+    ``real``, when given, holds the same segmenter's measurements of the real images whose recorded
+    values were requested; they are drawn as a second series.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(4.2, 4.0))
+    values = [*requested, *measured, *(real or [])]
+    low, high = min(values), max(values)
+    axis.plot([low, high], [low, high], color="0.6", linewidth=1, label="identity")
+    if real:
+        axis.scatter(requested, real, s=18, marker="x", color="tab:orange", label="real images")
+    axis.scatter(requested, measured, s=18, color="tab:blue", label="samples")
+    axis.set_xlabel(f"requested {label.lower()} (ml)")
+    axis.set_ylabel(f"measured {label.lower()} (ml)")
+    axis.set_title(title, fontsize=9)
+    axis.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from brainsynth.atomic import atomic_write_bytes
 from brainsynth.errors import InvalidParameterError
+from brainsynth.files.atomic import atomic_write_bytes
+from brainsynth.files.nifti import sidecar_path
+from brainsynth.files.paths import check_output_name
+from brainsynth.files.tables import SAFE_ID, read_table
 from brainsynth.model import LatentDiffusionModel
-from brainsynth.nifti import sidecar_path
-from brainsynth.noise import check_seed
-from brainsynth.paths import check_output_name
-from brainsynth.tables import SAFE_ID, read_table
+from brainsynth.sampling.noise import check_seed
 
 ID_COLUMNS = ("id", "participant_id")
 #: The record of what a dataset folder was asked for.

@@ -1,7 +1,7 @@
 """A latent diffusion model that samples brains conditioned on covariates in real units.
 
 The pipeline only chains its parts: initial noise ``x_T`` (drawn on the CPU) -> denoising loop
-(:func:`brainsynth.sampling.denoise`) -> unscale (``z = x_0 / scale_factor``) -> decode.
+(:func:`brainsynth.sampling.loop.denoise`) -> unscale (``z = x_0 / scale_factor``) -> decode.
 """
 
 from __future__ import annotations
@@ -22,18 +22,23 @@ from brainsynth.config import MAX_GUIDANCE, SAMPLING_PRECISIONS, SAMPLING_PRECIS
 from brainsynth.covariates import ResolvedCovariates, resolve_covariates
 from brainsynth.devices import low_precision_issues, resolve_device, resolve_precision
 from brainsynth.errors import InvalidParameterError
-from brainsynth.noise import check_seed, draw_noise, slerp
 from brainsynth.result import SampleResult
-from brainsynth.sampling import PRECISIONS, ProgressCallback, StepProgress, autocast, denoise
-from brainsynth.schedulers import SPACED_SCHEDULERS, STOCHASTIC_SCHEDULERS, check_scheduler_settings, make_scheduler
-from brainsynth.split_decoding import (
+from brainsynth.sampling.decoding import (
     DECODING_MODES,
     SplitDecoder,
     UnsupportedDecoderError,
     check_split_supported,
     choose_decoding,
 )
-from brainsynth.timesteps import DEFAULT_TIMESTEP_SPACING
+from brainsynth.sampling.loop import PRECISIONS, ProgressCallback, StepProgress, autocast, denoise
+from brainsynth.sampling.noise import check_seed, draw_noise, slerp
+from brainsynth.sampling.schedulers import (
+    SPACED_SCHEDULERS,
+    STOCHASTIC_SCHEDULERS,
+    check_scheduler_settings,
+    make_scheduler,
+)
+from brainsynth.sampling.timesteps import DEFAULT_TIMESTEP_SPACING
 
 
 class LatentDiffusionModel:
@@ -100,7 +105,7 @@ class LatentDiffusionModel:
         """How latents are decoded: ``"auto"`` (the default), ``"full"`` or ``"split"``.
 
         ``"split"`` runs the decoder slab by slab with bounded memory and gives the same volume as
-        ``"full"`` up to float rounding (see :mod:`brainsynth.split_decoding`); ``"auto"`` chooses
+        ``"full"`` up to float rounding (see :mod:`brainsynth.sampling.decoding`); ``"auto"`` chooses
         ``"full"`` when the plain decode fits in the device's free memory and ``"split"`` otherwise.
         """
         return self._decoding
@@ -193,7 +198,7 @@ class LatentDiffusionModel:
         extrapolate : bool
             Allow covariates beyond the training range (recorded in the result).
         callback : callable, optional
-            Called once per step with a :class:`~brainsynth.sampling.StepProgress`; raise
+            Called once per step with a :class:`~brainsynth.sampling.loop.StepProgress`; raise
             :class:`~brainsynth.errors.SamplingCancelled` in it to cancel.
         precision : {"float32", "bfloat16", "float16", "auto"}, optional
             Network precision: float32 (exact) or autocast to bfloat16 (CPU or GPU) or float16 (GPU);
@@ -206,7 +211,7 @@ class LatentDiffusionModel:
             for models trained with conditioning dropout (``model.config.null_condition`` set).
         timestep_spacing : {"leading", "linspace", "trailing"}, optional
             Which timesteps a DDIM or DDPM run evaluates the U-Net at (see
-            :data:`brainsynth.timesteps.TIMESTEP_SPACINGS`). Default ``"leading"``, the published
+            :data:`brainsynth.sampling.timesteps.TIMESTEP_SPACINGS`). Default ``"leading"``, the published
             model's (980, 960, ..., 0 for 50 steps); ``"linspace"`` is MONAI 1.6's. The result's
             settings record the spacing and the timesteps.
 

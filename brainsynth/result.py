@@ -10,8 +10,8 @@ import numpy as np
 
 from brainsynth.covariates import CovariateValue
 from brainsynth.errors import InvalidParameterError, NonFiniteResultError
-from brainsynth.nifti import check_output_path, is_nifti_path, save_nifti
-from brainsynth.paths import check_output_name
+from brainsynth.files.nifti import check_output_path, is_nifti_path, save_nifti
+from brainsynth.files.paths import check_output_name
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from brainsynth import LatentDiffusionModel, SamplingCancelled
 from brainsynth.config import GUIDANCE_SLIDER_MAX
 from brainsynth.covariates import EXTRAPOLATION_BOUNDS, CovariateSpec
 from brainsynth.devices import available_devices
-from brainsynth.schedulers import SCHEDULERS
-from brainsynth.stepping import iterate_steps
+from brainsynth.sampling.schedulers import SCHEDULERS
+from brainsynth.sampling.stepping import iterate_steps
 from napari_plugin._models import available_models, get_model
 
 FOLDER_CHOICE = "folder..."

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import CheckBox, Container
 
 from brainsynth import SampleResult
-from brainsynth.sampling import StepProgress
+from brainsynth.sampling.loop import StepProgress
 from napari_plugin._controls import ModelControls, RunControls, SamplingControls
 from napari_plugin._layers import brain_layer, latent_preview_affine
 

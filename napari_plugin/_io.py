@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from brainsynth.errors import InvalidParameterError
-from brainsynth.nifti import is_nifti_path, load_nifti, save_nifti
+from brainsynth.files.nifti import is_nifti_path, load_nifti, save_nifti
 
 
 def _layer_name(path: Path) -> str:

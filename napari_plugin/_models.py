@@ -6,7 +6,7 @@ import functools
 
 from brainsynth import LatentDiffusionModel, load_model
 from brainsynth.errors import BrainsynthError
-from brainsynth.hub import MODEL_NAMES, find_named_model
+from brainsynth.loading.hub import MODEL_NAMES, find_named_model
 
 
 def available_models() -> list[str]:

@@ -11,7 +11,7 @@ import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # figures in tests never open windows, Xvfb or not
 
-from brainsynth.model_dir import save_model_dir
+from brainsynth.loading.model_dir import save_model_dir
 from tests.bundles import BUNDLE_LAYOUTS, write_layout
 from tests.tiny import TINY_AUTOENCODER, TINY_UNET, tiny_model
 
@@ -103,7 +103,7 @@ def cohort_dir(tmp_path_factory):
 
 def write_training_config(path: Path, **changes) -> Path:
     """The ``tiny`` preset with changes per section, e.g. ``autoencoder={"steps": 40}``."""
-    from brainsynth.training.config import PRESETS_DIR
+    from brainsynth.training.settings import PRESETS_DIR
 
     config = json.loads((PRESETS_DIR / "tiny.json").read_text())
     for section, values in changes.items():

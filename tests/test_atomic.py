@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from brainsynth import atomic
-from brainsynth.nifti import sidecar_path
+from brainsynth.files import atomic
+from brainsynth.files.nifti import sidecar_path
 
 _HOLD_A_PART_FILE = """
 import sys, time
 from pathlib import Path
-from brainsynth.atomic import _write_temporary
+from brainsynth.files.atomic import _write_temporary
 _write_temporary(Path(sys.argv[1]), b"half a brain")
 print("written", flush=True)
 time.sleep(600)

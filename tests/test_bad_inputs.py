@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import brainsynth
-from brainsynth.model_dir import save_model_dir
+from brainsynth.loading.model_dir import save_model_dir
 from tests.bad_inputs import CASES, DOCS_PAGE, Sandbox, api, case, cli, shown, table
 from tests.bundles import write_layout
 from tests.tiny import tiny_model
@@ -545,7 +545,7 @@ for _what, _raw, _expected in CONFIG_CASES:
 def _config_changed(box: Sandbox, section: str, **changes) -> str:
     import json
 
-    from brainsynth.training.config import PRESETS_DIR
+    from brainsynth.training.settings import PRESETS_DIR
 
     config = json.loads((PRESETS_DIR / "tiny.json").read_text())
     config[section].update(changes)
@@ -820,7 +820,7 @@ def _(box):
 
 @case("API", "save_nifti of a file that exists", r"exists; pass overwrite=True")
 def _(box):
-    from brainsynth.nifti import save_nifti
+    from brainsynth.files.nifti import save_nifti
 
     return api(box, save_nifti, np.zeros((2, 2, 2)), np.eye(4), box.file("b.nii", "x"))
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from brainsynth.benchmark import benchmark, format_report
+from brainsynth.evaluation.benchmark import benchmark, format_report
 
 
 def test_ddim50_side_equals_the_reference_loop(trained_model):
@@ -102,8 +102,8 @@ def test_bad_sweep_is_refused_before_loading():
 
 
 def test_compile_mode_is_named_in_the_method_and_checked_by_the_command():
-    from brainsynth.benchmark import _method
     from brainsynth.cli.parser import build_parser
+    from brainsynth.evaluation.benchmark import _method
 
     assert (
         _method("ddim", 20, 1, "bfloat16", "auto", "reduce-overhead")
@@ -132,7 +132,7 @@ def test_peak_memory_is_read_on_other_platforms(monkeypatch, block_import, platf
 
     import torch
 
-    from brainsynth import benchmark
+    from brainsynth.evaluation import benchmark
 
     monkeypatch.setattr(benchmark, "PROC_STATUS", Path("/nonexistent/status"))
     if platform == "windows":

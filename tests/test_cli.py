@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import brainsynth
-from brainsynth.noise import draw_noise
+from brainsynth.sampling.noise import draw_noise
 
 
 def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -386,7 +386,7 @@ def test_model_builder_commands_end_to_end(tmp_path):
 def test_progress_bar_shows_the_decode_as_its_own_stage(capsys):
     """The step bar closes at the last step, so its rate counts steps only; the decode gets its own line."""
     from brainsynth.cli.progress import DECODE_REFRESH_S, progress_bar
-    from brainsynth.sampling import StepProgress
+    from brainsynth.sampling.loop import StepProgress
 
     with progress_bar("sampling") as callback:
         for step in range(1, 5):

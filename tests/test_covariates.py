@@ -9,7 +9,7 @@ import pytest
 
 from brainsynth.covariates import generic_covariates, resolve_covariates
 from brainsynth.errors import InvalidParameterError
-from brainsynth.presets import UKB_COVARIATES
+from brainsynth.loading.presets import UKB_COVARIATES
 
 
 def test_ukb_normalisation_matches_reference_ranges():

@@ -10,14 +10,13 @@ import pytest
 import torch
 
 import brainsynth
+from brainsynth.bids import DataSettings, TrainingImages
 from brainsynth.evaluation.denoising import NOISE_LEVELS, denoising_errors
 from brainsynth.evaluation.metrics import mean_pairwise_ms_ssim, ms_ssim, psnr, ssim
 from brainsynth.evaluation.report import evaluate_model
 from brainsynth.evaluation.volumetry import measure_volumes
-from brainsynth.nifti import load_nifti
+from brainsynth.files.nifti import load_nifti
 from brainsynth.synthetic.cohort import generate_cohort
-from brainsynth.training.config import DataSettings
-from brainsynth.training.data import TrainingImages
 
 
 def test_segmentation_tracks_the_recorded_volumes(tmp_path):

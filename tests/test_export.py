@@ -10,7 +10,7 @@ import torch
 from monai.bundle import ConfigParser
 
 import brainsynth
-from brainsynth.export import export_bundle
+from brainsynth.loading.export import export_bundle
 
 
 def test_exported_bundle_loads_with_monai_bundle_tools(model, tmp_path):

@@ -9,9 +9,9 @@ import brainsynth
 from brainsynth.config import ModelConfig
 from brainsynth.covariates import resolve_covariates
 from brainsynth.errors import InvalidParameterError, ModelLoadError
-from brainsynth.noise import draw_noise
-from brainsynth.sampling import conditioning_inputs
-from brainsynth.schedulers import make_scheduler
+from brainsynth.sampling.loop import conditioning_inputs
+from brainsynth.sampling.noise import draw_noise
+from brainsynth.sampling.schedulers import make_scheduler
 from brainsynth.training import load_training_config, train_diffusion
 from tests.conftest import write_training_config
 from tests.tiny import tiny_config, tiny_model

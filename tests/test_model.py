@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import brainsynth
-from brainsynth.noise import draw_noise, slerp
-from brainsynth.sampling import StepProgress
+from brainsynth.sampling.loop import StepProgress
+from brainsynth.sampling.noise import draw_noise, slerp
 
 
 def test_sample_returns_volume_affine_covariates_and_settings(model):

@@ -52,7 +52,7 @@ def test_truncated_safetensors_is_reported(model_dir):
     path = model_dir / "autoencoder.safetensors"
     path.write_bytes(path.read_bytes()[:100])
     manifest = json.loads((model_dir / "model.json").read_text())
-    from brainsynth.weights import hash_file
+    from brainsynth.loading.weights import hash_file
 
     manifest["weights"]["autoencoder"]["sha256"] = hash_file(path)
     (model_dir / "model.json").write_text(json.dumps(manifest))
@@ -107,7 +107,7 @@ def test_ukb_is_found_in_the_cache(tmp_path, monkeypatch, old_networks):
 _SAVE_SCRIPT = """
 import hashlib, sys
 from tests.tiny import tiny_model
-from brainsynth.model_dir import save_model_dir
+from brainsynth.loading.model_dir import save_model_dir
 folder = save_model_dir(tiny_model(), sys.argv[1])
 print(hashlib.sha256((folder / "unet.safetensors").read_bytes()).hexdigest())
 """
@@ -118,8 +118,8 @@ def test_saving_the_same_weights_gives_the_same_bytes(tmp_path, model):
     import subprocess
     import sys
 
-    from brainsynth.model_dir import save_model_dir
-    from brainsynth.weights import hash_file
+    from brainsynth.loading.model_dir import save_model_dir
+    from brainsynth.loading.weights import hash_file
 
     digests = {hash_file(save_model_dir(model, tmp_path / f"here{run}") / "unet.safetensors") for run in range(10)}
     for run in range(2):
@@ -137,7 +137,7 @@ def test_saving_the_same_weights_gives_the_same_bytes(tmp_path, model):
 def test_deterministic_safetensors_read_back_with_every_type():
     from safetensors.torch import load
 
-    from brainsynth.weights import safetensors_bytes
+    from brainsynth.loading.weights import safetensors_bytes
 
     tensors = {
         "b.float": torch.randn(3, 2),
@@ -158,7 +158,7 @@ def test_deterministic_safetensors_read_back_with_every_type():
 @pytest.mark.parametrize("damage", ["nan", "int32"])
 def test_weights_that_are_not_finite_floats_are_refused(model_dir, damage):
     """Even when the file's hash matches model.json (saved that way), the weights are refused at load."""
-    from brainsynth.weights import hash_file, read_state_dict, safetensors_bytes
+    from brainsynth.loading.weights import hash_file, read_state_dict, safetensors_bytes
 
     path = model_dir / "unet.safetensors"
     weights = read_state_dict(path)

@@ -72,7 +72,7 @@ def test_generate_adds_a_3d_brain_with_affine_and_provenance(make_napari_viewer,
 
 
 def test_guidance_slider_follows_the_model(make_napari_viewer, tmp_path):
-    from brainsynth.model_dir import save_model_dir
+    from brainsynth.loading.model_dir import save_model_dir
     from tests.tiny import tiny_model
 
     folder = save_model_dir(tiny_model(null_condition=-1.0, default_guidance=2.0), tmp_path / "guided")
@@ -165,7 +165,7 @@ def test_bad_model_folder_is_a_notification(make_napari_viewer, tmp_path):
 
 
 def test_sample_data_needs_the_demo_model():
-    from brainsynth.hub import PACKAGED_MODELS
+    from brainsynth.loading.hub import PACKAGED_MODELS
     from napari_plugin._sample_data import synthetic_brain
 
     if (PACKAGED_MODELS / "demo").is_dir():

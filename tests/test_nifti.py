@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import brainsynth
-from brainsynth.nifti import load_nifti, sidecar_path
+from brainsynth.files.nifti import load_nifti, sidecar_path
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_outputs_get_the_users_umask(model, tmp_path, umask, file_mode, folder_m
     import os
     import stat
 
-    from brainsynth.model_dir import save_model_dir
+    from brainsynth.loading.model_dir import save_model_dir
 
     previous = os.umask(umask)
     try:

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from brainsynth.hub import PACKAGED_MODELS
+from brainsynth.loading.hub import PACKAGED_MODELS
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 

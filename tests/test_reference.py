@@ -17,11 +17,11 @@ import torch
 
 import brainsynth
 from brainsynth.config import NoiseSchedule
-from brainsynth.noise import draw_noise
-from brainsynth.presets import UKB_COVARIATES
-from brainsynth.reference import reference_sample
-from brainsynth.schedulers import make_scheduler
-from brainsynth.timesteps import TIMESTEP_SPACINGS, inference_timesteps
+from brainsynth.loading.presets import UKB_COVARIATES
+from brainsynth.sampling.noise import draw_noise
+from brainsynth.sampling.reference import reference_sample
+from brainsynth.sampling.schedulers import make_scheduler
+from brainsynth.sampling.timesteps import TIMESTEP_SPACINGS, inference_timesteps
 from tests.conftest import _import_old_classes
 
 #: DDIM timesteps of MONAI GenerativeModels 0.2.3 and MONAI 1.4 (``(arange(n) * (T // n))[::-1]``), 1000 steps.

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 import brainsynth
-from brainsynth.stepping import iterate_steps
+from brainsynth.sampling.stepping import iterate_steps
 
 
 def test_yields_every_step_and_returns_the_result(model):

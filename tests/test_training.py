@@ -207,7 +207,7 @@ def test_autoencoder_that_does_not_match_the_diffusion_config(cohort_dir, traine
 
 
 def test_bad_training_configs(tmp_path):
-    from brainsynth.training.config import load_training_config
+    from brainsynth.training.settings import load_training_config
 
     with pytest.raises(brainsynth.InvalidParameterError, match=r"config must be a preset \(demo, paper, tiny\)"):
         load_training_config("huge")
@@ -274,10 +274,10 @@ def test_resume_with_more_steps_trains_longer_exactly(cohort_dir, trained_autoen
 
 @pytest.mark.parametrize("latents", ["mean", "sample"])
 def test_diffusion_trains_on_the_posterior_mean_or_draws(cohort_dir, trained_autoencoder, tmp_path, latents):
-    from brainsynth.training.config import load_training_config
-    from brainsynth.training.data import TrainingImages
+    from brainsynth.bids import TrainingImages
     from brainsynth.training.diffusion import DiffusionTask
     from brainsynth.training.distributed import init_distributed
+    from brainsynth.training.settings import load_training_config
 
     config = load_training_config(write_training_config(tmp_path / "c.json", diffusion={"latents": latents}))
     (tmp_path / "run").mkdir()
@@ -291,7 +291,7 @@ def test_diffusion_trains_on_the_posterior_mean_or_draws(cohort_dir, trained_aut
 
 
 def test_bad_latents_setting_is_refused(tmp_path):
-    from brainsynth.training.config import load_training_config
+    from brainsynth.training.settings import load_training_config
 
     bad = write_training_config(tmp_path / "c.json", diffusion={"latents": "mode"})
     with pytest.raises(brainsynth.InvalidParameterError, match=r"diffusion.latents must be 'sample'.*got 'mode'"):
@@ -316,7 +316,7 @@ def test_mixed_precision_run_resumes_a_float32_run(cohort_dir, trained_autoencod
 
 
 def test_bad_training_precision_is_refused(tmp_path):
-    from brainsynth.training.config import load_training_config
+    from brainsynth.training.settings import load_training_config
 
     bad = write_training_config(tmp_path / "c.json", diffusion={"precision": "float16"})
     with pytest.raises(
@@ -349,7 +349,7 @@ def test_cosine_learning_rate_falls_to_zero_and_a_run_can_be_annealed(cohort_dir
     assert rates[:3] == [rates[0]] * 3  # constant before
     assert rates[4] > rates[5] > rates[6] > rates[7]  # falling after
     bad = write_training_config(tmp_path / "c.json", diffusion={"lr_schedule": "step"})
-    from brainsynth.training.config import load_training_config
+    from brainsynth.training.settings import load_training_config
 
     with pytest.raises(brainsynth.InvalidParameterError, match=r"lr_schedule must be one of constant, cosine"):
         load_training_config(bad)
@@ -381,7 +381,7 @@ def test_an_image_that_is_not_finite_is_refused(cohort_dir, tmp_path):
     image_path = sorted(data.glob("sub-*/anat/*_T1w.nii.gz"))[1]
     image = nib.load(image_path)
     nib.save(nib.Nifti1Image(np.full(image.shape, np.nan, dtype=np.float32), image.affine), image_path)
-    from brainsynth.training.data import DataError
+    from brainsynth.bids import DataError
 
     with pytest.raises(DataError, match=rf"{image_path.name} holds \d+ voxels that are not finite"):
         train_autoencoder(data, "tiny", tmp_path / "ae", device="cpu", quiet=True)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from brainsynth.training.config import load_training_config
-from brainsynth.training.data import DataError, TrainingImages, find_subjects
+from brainsynth.bids import DataError, TrainingImages, find_subjects
+from brainsynth.training.settings import load_training_config
 
 SETTINGS = load_training_config("tiny").data
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from brainsynth.config import ModelConfig, NoiseSchedule
+from brainsynth.loading.networks import build_autoencoder, build_unet
+from brainsynth.loading.presets import UKB_COVARIATES
 from brainsynth.model import LatentDiffusionModel
-from brainsynth.networks import build_autoencoder, build_unet
-from brainsynth.presets import UKB_COVARIATES
 
 TINY_AUTOENCODER = {
     "spatial_dims": 3,

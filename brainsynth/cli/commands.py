@@ -18,14 +18,14 @@ from brainsynth.cli.progress import progress_bar
 from brainsynth.cli.training import run_cohort, run_evaluate, run_export, run_train
 from brainsynth.devices import available_devices, low_precision_issues, resolve_device
 from brainsynth.errors import BrainsynthError, InvalidParameterError, OutputExistsError
-from brainsynth.hub import MODEL_NAMES, bundle_search_path, download_ukb, find_named_model
-from brainsynth.loading import load_model
+from brainsynth.files.nifti import check_output_path, is_nifti_path
+from brainsynth.files.paths import check_output_name
+from brainsynth.loading.hub import MODEL_NAMES, bundle_search_path, download_ukb, find_named_model
+from brainsynth.loading.names import load_model
 from brainsynth.model import LatentDiffusionModel
-from brainsynth.nifti import check_output_path, is_nifti_path
-from brainsynth.noise import check_seed
-from brainsynth.paths import check_output_name
 from brainsynth.result import SampleResult, output_paths
-from brainsynth.timesteps import DEFAULT_TIMESTEP_SPACING
+from brainsynth.sampling.noise import check_seed
+from brainsynth.sampling.timesteps import DEFAULT_TIMESTEP_SPACING
 
 
 def _number_or_text(text: str) -> float | str:
@@ -218,8 +218,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_benchmark(args: argparse.Namespace) -> int:
     """``brainsynth benchmark``."""
-    from brainsynth.atomic import atomic_write_json
-    from brainsynth.benchmark import benchmark, format_report
+    from brainsynth.evaluation.benchmark import benchmark, format_report
+    from brainsynth.files.atomic import atomic_write_json
 
     if args.runs < 1:
         raise InvalidParameterError(f"--runs must be at least 1 (got {args.runs})")
@@ -227,7 +227,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"--batch-size must be at least 1 (got {args.batch_size})")
     resolve_device(args.device)
     if args.sweep:
-        from brainsynth.benchmark import format_sweep, parse_sweep, solver_sweep
+        from brainsynth.evaluation.benchmark import format_sweep, parse_sweep, solver_sweep
 
         pairs = parse_sweep(args.sweep)
         rows = solver_sweep(load_model(args.model), pairs, seeds=args.runs, device=args.device)

@@ -8,11 +8,11 @@ from brainsynth._version import __version__
 from brainsynth.config import SAMPLING_PRECISIONS
 from brainsynth.devices import DEVICE_CHOICES
 from brainsynth.errors import InvalidParameterError
-from brainsynth.hub import MODEL_NAMES
-from brainsynth.nifti import OUTPUT_DTYPES
-from brainsynth.paths import check_output_name
-from brainsynth.schedulers import SCHEDULERS
-from brainsynth.timesteps import TIMESTEP_SPACINGS
+from brainsynth.files.nifti import OUTPUT_DTYPES
+from brainsynth.files.paths import check_output_name
+from brainsynth.loading.hub import MODEL_NAMES
+from brainsynth.sampling.schedulers import SCHEDULERS
+from brainsynth.sampling.timesteps import TIMESTEP_SPACINGS
 
 #: Command-line flags of the covariates of the demo and published models, and their names.
 COVARIATE_FLAGS = {
@@ -158,7 +158,7 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
 
 
 def output_path(text: str) -> str:
-    """An ``--output`` value checked as a name (see :func:`brainsynth.paths.check_output_name`)."""
+    """An ``--output`` value checked as a name (see :func:`brainsynth.files.paths.check_output_name`)."""
     try:
         check_output_name(text, "path")
     except InvalidParameterError as exc:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
-from brainsynth.sampling import ProgressCallback, StepProgress
+from brainsynth.sampling.loop import ProgressCallback, StepProgress
 
 #: Seconds between redraws of the decoding stage's clock.
 DECODE_REFRESH_S = 0.5

@@ -42,7 +42,7 @@ def run_cohort(args: argparse.Namespace) -> int:
 def write_cohort_png(folder: Path, png: str | Path, count: int = 8) -> Path:
     """Orthogonal slices of up to ``count`` subjects spread over the cohort's age range."""
     from brainsynth.figures import save_orthogonal_slices
-    from brainsynth.nifti import load_nifti
+    from brainsynth.files.nifti import load_nifti
 
     with open(folder / "participants.tsv", newline="") as stream:
         rows = sorted(csv.DictReader(stream, delimiter="\t"), key=lambda r: float(r["age"]))
@@ -82,8 +82,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """``brainsynth export``."""
-    from brainsynth.export import export_bundle
-    from brainsynth.loading import load_model
+    from brainsynth.loading.export import export_bundle
+    from brainsynth.loading.names import load_model
 
     if args.format != "monai-bundle":
         raise InvalidParameterError(f"--format must be monai-bundle (got {args.format!r})")
@@ -94,7 +94,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     """``brainsynth evaluate``."""
     from brainsynth.evaluation.report import check_request, evaluate_model
-    from brainsynth.loading import load_model
+    from brainsynth.loading.names import load_model
 
     covariates = [c.strip() for c in args.covariates.split(",") if c.strip()]
     if isinstance(args.n, int) and args.n < 2:

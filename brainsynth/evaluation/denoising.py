@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from brainsynth.model import LatentDiffusionModel
-from brainsynth.sampling import autocast, conditioning_inputs, predict_clean
-from brainsynth.schedulers import training_noise
+from brainsynth.sampling.loop import autocast, conditioning_inputs, predict_clean
+from brainsynth.sampling.schedulers import training_noise
 
 #: Timesteps measured, as fractions of the training schedule's length.
 NOISE_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.85, 0.95)

@@ -36,9 +36,9 @@ from brainsynth.devices import resolve_device
 from brainsynth.errors import InvalidParameterError, OutputExistsError
 from brainsynth.evaluation.denoising import DenoisingError, denoising_errors
 from brainsynth.evaluation.metrics import mean_pairwise_ms_ssim, psnr, ssim
+from brainsynth.files.paths import check_output_name
 from brainsynth.model import LatentDiffusionModel, check_guidance
-from brainsynth.noise import check_seed
-from brainsynth.paths import check_output_name
+from brainsynth.sampling.noise import check_seed
 
 #: Covariates whose fidelity can be measured, and the field of the segmenter's result that measures each.
 MEASURABLE = {"ventricular_volume": "ventricular_volume_ml", "brain_volume": "brain_volume_ml"}
@@ -127,8 +127,7 @@ def check_request(model: LatentDiffusionModel, n: int, covariates: list[str], fi
 def _real_images(model: LatentDiffusionModel, data: str | Path | None, n: int, seed: int, workdir: Path):
     """Held-out real images on the model's grid, with their participants rows (a fresh synthetic cohort
     when no data folder is given)."""
-    from brainsynth.training.config import DataSettings
-    from brainsynth.training.data import TrainingImages
+    from brainsynth.bids import DataSettings, TrainingImages
 
     config = model.config
     spacing = config.voxel_size[0]
@@ -322,8 +321,7 @@ def _swept_fidelity(
 
 
 def _write(report: EvaluationReport, output: Path, model, real, reconstructions, samples) -> None:
-    from brainsynth.evaluation.figures import save_scatter
-    from brainsynth.figures import save_orthogonal_slices
+    from brainsynth.figures import save_orthogonal_slices, save_scatter
 
     affine = model.config.affine_array
     save_orthogonal_slices(

@@ -15,11 +15,11 @@ from brainsynth.config import GUIDANCE_SLIDER_MAX
 from brainsynth.covariates import EXTRAPOLATION_BOUNDS, CovariateSpec
 from brainsynth.devices import available_devices
 from brainsynth.errors import BrainsynthError, SamplingCancelled
-from brainsynth.loading import load_model
+from brainsynth.loading.names import load_model
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.result import SampleResult
-from brainsynth.sampling import StepProgress
-from brainsynth.schedulers import SCHEDULERS
+from brainsynth.sampling.loop import StepProgress
+from brainsynth.sampling.schedulers import SCHEDULERS
 
 MAX_SEED = 2**31 - 1
 

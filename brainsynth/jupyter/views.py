@@ -18,7 +18,7 @@ import torch
 from brainsynth.errors import BrainsynthError
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.result import SampleResult
-from brainsynth.sampling import StepProgress
+from brainsynth.sampling.loop import StepProgress
 
 VIEWS = ("sagittal", "coronal", "axial")
 
@@ -194,7 +194,7 @@ def show_forward_process(
 
     ``x_t = sqrt(alpha_bar_t) z + sqrt(1 - alpha_bar_t) eps``, with ``z`` the scaled latent of ``image``.
     """
-    from brainsynth.schedulers import training_noise
+    from brainsynth.sampling.schedulers import training_noise
 
     scheduler = training_noise(model.config.noise_schedule)
     device = next(model.autoencoder.parameters()).device

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from brainsynth._version import __version__
-from brainsynth.atomic import staged_directory
 from brainsynth.errors import InvalidParameterError
-from brainsynth.nifti import nifti_bytes
-from brainsynth.replace import check_replaceable
+from brainsynth.files.atomic import staged_directory
+from brainsynth.files.nifti import nifti_bytes
+from brainsynth.files.replace import check_replaceable
 from brainsynth.synthetic.anatomy import cohort_grid, draw_subject, synthesize_subject
 
 PARTICIPANT_COLUMNS = ("participant_id", "sex", "age", "ventricular_volume_ml", "brain_volume_ml")

@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from brainsynth.bids import TrainingImages
+from brainsynth.loading.networks import build_autoencoder, build_unet
 from brainsynth.model import LatentDiffusionModel
-from brainsynth.networks import build_autoencoder, build_unet
 from brainsynth.training.autoencoder import AutoencoderTask
 from brainsynth.training.checkpoint import check_resumable
-from brainsynth.training.config import TrainingConfig, checked_config, load_training_config
-from brainsynth.training.data import TrainingImages
 from brainsynth.training.diffusion import DiffusionTask, check_autoencoder_folder
 from brainsynth.training.distributed import init_distributed, shutdown
 from brainsynth.training.loop import TrainingInterrupted, check_output, prepare_output, replacing_run, run_training
+from brainsynth.training.settings import TrainingConfig, checked_config, load_training_config
 
 __all__ = ["TrainingConfig", "TrainingInterrupted", "load_training_config", "train_autoencoder", "train_diffusion"]
 
@@ -104,7 +104,7 @@ def _networks_of(task_name: str, settings: TrainingConfig) -> dict[str, torch.nn
 
 def _load_init_from(init_from: str | Path) -> LatentDiffusionModel:
     from brainsynth.errors import BrainsynthError, InvalidParameterError
-    from brainsynth.loading import load_model
+    from brainsynth.loading.names import load_model
 
     try:
         return load_model(init_from)

@@ -20,17 +20,17 @@ from monai.losses import PatchAdversarialLoss
 from monai.networks.nets import PatchDiscriminator
 from torch.nn.parallel import DistributedDataParallel
 
-from brainsynth.atomic import atomic_write_bytes, atomic_write_json
+from brainsynth.bids import TrainingImages
 from brainsynth.config import MAX_AXIS, network_setting_problems
 from brainsynth.errors import InvalidParameterError, ModelLoadError
-from brainsynth.networks import build_autoencoder, load_weights
-from brainsynth.schema import Checks, read_json, shown
-from brainsynth.training.config import TrainingConfig
-from brainsynth.training.data import TrainingImages
+from brainsynth.files.atomic import atomic_write_bytes, atomic_write_json
+from brainsynth.files.schema import Checks, read_json, shown
+from brainsynth.loading.networks import build_autoencoder, load_weights
+from brainsynth.loading.weights import hash_file, read_state_dict, safetensors_bytes, verify_hash
 from brainsynth.training.distributed import Distributed
 from brainsynth.training.logs import RunLogger, middle_slices
 from brainsynth.training.loop import TrainingTask, step_generator
-from brainsynth.weights import hash_file, read_state_dict, safetensors_bytes, verify_hash
+from brainsynth.training.settings import TrainingConfig
 
 AUTOENCODER_MANIFEST = "autoencoder.json"
 

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from brainsynth.atomic import atomic_write_bytes
 from brainsynth.errors import BrainsynthError
-from brainsynth.schema import shown
+from brainsynth.files.atomic import atomic_write_bytes
+from brainsynth.files.schema import shown
 
 CHECKPOINT_NAME = "last.pt"
 FORMAT = "brainsynth.checkpoint"

@@ -20,19 +20,19 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from brainsynth.bids import TrainingImages
 from brainsynth.config import ModelConfig
 from brainsynth.errors import InvalidParameterError, ModelLoadError
+from brainsynth.loading.model_dir import default_model_card, write_model_files
+from brainsynth.loading.networks import build_unet
 from brainsynth.model import LatentDiffusionModel
-from brainsynth.model_dir import default_model_card, write_model_files
-from brainsynth.networks import build_unet
-from brainsynth.sampling import conditioning_inputs
-from brainsynth.schedulers import training_noise
+from brainsynth.sampling.loop import conditioning_inputs
+from brainsynth.sampling.schedulers import training_noise
 from brainsynth.training.autoencoder import _unwrap, load_trained_autoencoder, read_autoencoder_manifest
-from brainsynth.training.config import TrainingConfig
-from brainsynth.training.data import TrainingImages
 from brainsynth.training.distributed import Distributed, barrier
 from brainsynth.training.logs import RunLogger, middle_slices
 from brainsynth.training.loop import TrainingTask, step_generator
+from brainsynth.training.settings import TrainingConfig
 
 LATENT_CACHE = "latents.pt"
 #: Covariate value that stands for "no conditioning" under conditioning dropout.

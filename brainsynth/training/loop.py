@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from brainsynth.atomic import atomic_write_json
 from brainsynth.errors import BrainsynthError, InvalidParameterError, OutputExistsError
-from brainsynth.paths import check_output_name
-from brainsynth.replace import check_not_an_input, check_replaceable
+from brainsynth.files.atomic import atomic_write_json
+from brainsynth.files.paths import check_output_name
+from brainsynth.files.replace import check_not_an_input, check_replaceable
 from brainsynth.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore, rng_state, save_checkpoint
 from brainsynth.training.distributed import Distributed, any_rank, barrier, gather_strings, weights_checksum
 from brainsynth.training.logs import RunLogger

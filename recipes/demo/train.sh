@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Retrains the demo model that ships in brainsynth/models/demo, with brainsynth's own commands.
+# Retrains the demo model that ships in brainsynth/assets/demo, with brainsynth's own commands.
 #
 #   bash recipes/demo/train.sh [WORKDIR]        (default WORKDIR: runs/demo)
 #
@@ -50,7 +50,7 @@ continue_flag() {  # --resume when the run folder has a checkpoint, nothing othe
 
 # The package gets the weights, the configuration and a model card: what the model is for, how it
 # was trained and the evaluation's tables. The model is evaluated as packaged.
-target="$repo/brainsynth/models/demo"
+target="$repo/brainsynth/assets/demo"
 rm -rf "$target.new" && mkdir -p "$target.new"
 # The packaged copy carries the demo preset's name and description (the run is named after its
 # configuration, recipes/demo/v-prediction.json, which its record keeps).
@@ -60,8 +60,8 @@ import sys
 from pathlib import Path
 
 import brainsynth
-from brainsynth.model_dir import write_model_files
-from brainsynth.training.config import load_training_config
+from brainsynth.loading.model_dir import write_model_files
+from brainsynth.training.settings import load_training_config
 
 model = brainsynth.load_model(sys.argv[1])
 preset = load_training_config("demo")

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brainsynth.benchmark import run_side_in_subprocess
 from brainsynth.devices import low_precision_issues
+from brainsynth.evaluation.benchmark import run_side_in_subprocess
 from brainsynth.evaluation.metrics import psnr, ssim
 
 #: (label, model, random weights, overrides of brainsynth's side, runs, time limit in s)
@@ -88,8 +88,8 @@ def machine() -> dict:
 def spec_for(
     side: str, model: str, random_weights: bool, overrides: dict, runs: int, folder: Path, device: str = "cuda"
 ) -> dict:
-    from brainsynth.loading import load_model
-    from brainsynth.presets import ukb_config
+    from brainsynth.loading.names import load_model
+    from brainsynth.loading.presets import ukb_config
 
     config = ukb_config() if random_weights else load_model(model).config  # no random initialisation here
     spec = {
@@ -149,7 +149,7 @@ def compare(reference_path: str, path: str) -> dict:
 
 def decoding_check() -> dict:
     """Split against full decoding of one published-size latent on the GPU."""
-    from brainsynth.benchmark import load_benchmark_model
+    from brainsynth.evaluation.benchmark import load_benchmark_model
 
     model = load_benchmark_model("ukb", True).to(torch.device("cuda"))
     generator = torch.Generator().manual_seed(1)

@@ -26,7 +26,7 @@ REFERENCE_STEPS = 250
 def _old_monai_ddim(model, noise: torch.Tensor, covariates: dict, steps: int) -> np.ndarray:
     from monai.networks.schedulers import DDIMScheduler
 
-    from brainsynth.sampling import denoise
+    from brainsynth.sampling.loop import denoise
 
     schedule = model.config.noise_schedule
     scheduler = DDIMScheduler(
@@ -55,7 +55,7 @@ def main(model_name: str = "demo", seeds: int = 3) -> dict:
 
     import brainsynth
     from brainsynth.evaluation.metrics import psnr
-    from brainsynth.noise import draw_noise
+    from brainsynth.sampling.noise import draw_noise
 
     model = brainsynth.load_model(model_name)
     covariates = {"sex": "female", "age": 70.0} if "sex" in model.config.covariate_names else {}

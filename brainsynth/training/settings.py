@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from brainsynth.bids import COVARIATE_SETS, DataSettings
 from brainsynth.config import (
     MAX_AXIS,
     MAX_GUIDANCE,
@@ -20,10 +21,8 @@ from brainsynth.config import (
     NoiseSchedule,
     network_setting_problems,
 )
-from brainsynth.covariates import CovariateSpec
 from brainsynth.errors import InvalidParameterError
-from brainsynth.presets import UKB_COVARIATES
-from brainsynth.schema import Checks, read_json
+from brainsynth.files.schema import Checks, read_json
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -44,31 +43,6 @@ UNCHECKED_ON_RESUME = (
 TRAINING_PRECISIONS = ("float32", "bfloat16")
 #: Learning-rate schedules after the warm-up: constant, or a cosine from ``lr`` to 0 at the last step.
 LR_SCHEDULES = ("constant", "cosine")
-
-#: Covariate sets a configuration can name, and the participants.tsv column of each covariate.
-COVARIATE_SETS: dict[str, tuple[tuple[CovariateSpec, ...], dict[str, str]]] = {
-    "ukb": (
-        UKB_COVARIATES,
-        {"sex": "sex", "age": "age", "ventricular_volume": "ventricular_volume_ml", "brain_volume": "brain_volume_ml"},
-    ),
-}
-
-
-@dataclass(frozen=True)
-class DataSettings:
-    """Image grid the networks see, and which covariates are read from ``participants.tsv``."""
-
-    spacing: float
-    shape: tuple[int, int, int]
-    covariates: str = "ukb"
-
-    @property
-    def covariate_specs(self) -> tuple[CovariateSpec, ...]:
-        return COVARIATE_SETS[self.covariates][0]
-
-    @property
-    def columns(self) -> dict[str, str]:
-        return COVARIATE_SETS[self.covariates][1]
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from brainsynth.atomic import atomic_write_files, json_bytes
 from brainsynth.errors import InvalidParameterError, OutputExistsError
-from brainsynth.paths import check_output_name
-from brainsynth.schema import read_json
+from brainsynth.files.atomic import atomic_write_files, json_bytes
+from brainsynth.files.paths import check_output_name
+from brainsynth.files.schema import read_json
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 OUTPUT_DTYPES = ("float32", "uint8")

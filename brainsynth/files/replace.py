@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from brainsynth.errors import InvalidParameterError, OutputExistsError
-from brainsynth.paths import check_output_name
+from brainsynth.files.paths import check_output_name
 
 #: Per kind of output folder: the file brainsynth writes into it and recognises it by.
 FOLDER_MARKERS = {

@@ -8,12 +8,12 @@ import pytest
 import torch
 from monai.networks.nets import AutoencoderKL
 
-from brainsynth import split_decoding
 from brainsynth.cli import main
 from brainsynth.errors import InvalidParameterError
+from brainsynth.loading.networks import build_unet
 from brainsynth.model import LatentDiffusionModel
-from brainsynth.networks import build_unet
-from brainsynth.split_decoding import SplitDecoder, choose_decoding, largest_activation_bytes
+from brainsynth.sampling import decoding
+from brainsynth.sampling.decoding import SplitDecoder, choose_decoding, largest_activation_bytes
 from tests.tiny import TINY_AUTOENCODER, TINY_UNET, tiny_config
 
 
@@ -68,12 +68,12 @@ def test_auto_decoding_splits_when_memory_is_short(monkeypatch):
     latent = (3, 20, 28, 20)
     largest = largest_activation_bytes(autoencoder, latent)
     assert largest == 16 * 80 * 112 * 80 * 4  # the last level's upsampled 16-channel activation
-    monkeypatch.setattr(split_decoding, "available_memory", lambda device: 100 * largest)
+    monkeypatch.setattr(decoding, "available_memory", lambda device: 100 * largest)
     assert choose_decoding(autoencoder, latent, torch.device("cpu"))[0] == "full"
-    monkeypatch.setattr(split_decoding, "available_memory", lambda device: 2 * largest)
+    monkeypatch.setattr(decoding, "available_memory", lambda device: 2 * largest)
     mode, slab = choose_decoding(autoencoder, latent, torch.device("cpu"))
     assert mode == "split"
-    assert 8 * 2**20 <= slab <= split_decoding.SLAB_BYTES
+    assert 8 * 2**20 <= slab <= decoding.SLAB_BYTES
 
 
 def test_decoder_with_attention_is_decoded_in_one_piece(model):
@@ -170,7 +170,7 @@ def test_free_memory_counts_reclaimable_cache_without_psutil(block_import):
     if not meminfo.is_file():
         pytest.skip("no /proc/meminfo on this system")
     block_import("psutil")
-    probed = split_decoding.available_memory(torch.device("cpu"))
+    probed = decoding.available_memory(torch.device("cpu"))
     available = next(
         int(line.split()[1]) * 1024 for line in meminfo.read_text().splitlines() if line.startswith("MemAvailable:")
     )
@@ -186,7 +186,7 @@ def test_free_memory_probe_and_sampling_work_on_other_platforms(monkeypatch, blo
     from pathlib import Path
 
     block_import("psutil")
-    monkeypatch.setattr(split_decoding, "MEMINFO", Path("/nonexistent/meminfo"))
+    monkeypatch.setattr(decoding, "MEMINFO", Path("/nonexistent/meminfo"))
     if platform == "macos":
         names = {k: v for k, v in os.sysconf_names.items() if k != "SC_AVPHYS_PAGES"}
         monkeypatch.setattr(os, "sysconf_names", names)
@@ -194,6 +194,6 @@ def test_free_memory_probe_and_sampling_work_on_other_platforms(monkeypatch, blo
     else:
         monkeypatch.delattr(os, "sysconf")
         expected = 0
-    assert split_decoding.available_memory(torch.device("cpu")) == expected
+    assert decoding.available_memory(torch.device("cpu")) == expected
     assert np.isfinite(model.sample(seed=1, steps=2).volume).all()
     assert model.last_decoding == ("split" if platform == "windows" else "full")

@@ -19,7 +19,7 @@ import torch
 from monai.networks.schedulers import Scheduler
 
 from brainsynth.errors import InvalidParameterError, SamplingCancelled
-from brainsynth.solvers import DDIM
+from brainsynth.sampling.solvers import DDIM
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def denoise(
     unet : torch.nn.Module
         Noise-prediction network ``eps(x_t, t, c)``.
     scheduler : Scheduler
-        A scheduler of :func:`brainsynth.schedulers.make_scheduler`, with its inference timesteps set.
+        A scheduler of :func:`brainsynth.sampling.schedulers.make_scheduler`, with its inference timesteps set.
     x_T : torch.Tensor
         Initial noise, shape (B, C, X, Y, Z), on the sampling device.
     covariates : torch.Tensor

@@ -24,7 +24,7 @@ import torch
 from brainsynth.devices import resolve_device
 from brainsynth.errors import BrainsynthError
 from brainsynth.model import LatentDiffusionModel
-from brainsynth.noise import draw_noise
+from brainsynth.sampling.noise import draw_noise
 
 REFERENCE_STEPS = 50
 
@@ -46,12 +46,12 @@ class Side:
 def load_benchmark_model(name_or_path: str, random_weights: bool, seed: int = 0) -> LatentDiffusionModel:
     """The model to time; ``random_weights`` builds the published architecture (or the named preset's)
     with random weights, which is enough for timing when the real weights are absent."""
-    from brainsynth.loading import load_model
+    from brainsynth.loading.names import load_model
 
     if not random_weights:
         return load_model(name_or_path)
-    from brainsynth.networks import build_autoencoder, build_unet
-    from brainsynth.presets import ukb_config
+    from brainsynth.loading.networks import build_autoencoder, build_unet
+    from brainsynth.loading.presets import ukb_config
 
     if name_or_path != "ukb":
         raise BrainsynthError("--random-weights builds the published architecture: use it with --model ukb")
@@ -102,7 +102,7 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
     model.to(device)
     noise = draw_noise(spec["seed"], model.config.latent_shape)[None]
     covariates = {"sex": "female", "age": 64.0} if "sex" in model.config.covariate_names else {}
-    from brainsynth.schedulers import make_scheduler
+    from brainsynth.sampling.schedulers import make_scheduler
 
     make_scheduler(spec["scheduler"], model.config.noise_schedule, 1)  # imports happen before the clock starts
     model.decoding = spec.get("decoding", "auto")
@@ -141,8 +141,8 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _reference(model: LatentDiffusionModel, noise: torch.Tensor, covariates: dict, device: torch.device) -> np.ndarray:
     from brainsynth.covariates import resolve_covariates
-    from brainsynth.reference import reference_sample
-    from brainsynth.schedulers import make_scheduler
+    from brainsynth.sampling.reference import reference_sample
+    from brainsynth.sampling.schedulers import make_scheduler
 
     normalised = resolve_covariates(model.config.covariates, covariates).normalised
     conditioning = torch.tensor([[normalised]], dtype=torch.float32, device=device)
@@ -163,7 +163,7 @@ def run_side_in_subprocess(spec: dict[str, Any], timeout: float | None = None) -
     memory in MB, what kind of peak it is, and the precision and guidance the sampling used.
     """
     process = subprocess.run(
-        [sys.executable, "-m", "brainsynth.benchmark", json.dumps(spec)],
+        [sys.executable, "-m", "brainsynth.evaluation.benchmark", json.dumps(spec)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -319,7 +319,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 def parse_sweep(text: str) -> list[tuple[str, int]]:
     """``"ddim:10,20;dpm-solver++:10,15"`` -> [("ddim", 10), ("ddim", 20), ("dpm-solver++", 10), ...]."""
-    from brainsynth.schedulers import SCHEDULERS
+    from brainsynth.sampling.schedulers import SCHEDULERS
 
     pairs = []
     for part in filter(None, (p.strip() for p in text.split(";"))):

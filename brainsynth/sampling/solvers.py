@@ -4,7 +4,7 @@ MONAI's and diffusers' DDIM find the previous timestep as ``t - T // n``, which 
 "leading" spacing; with any other list the sample is stepped to one noise level and the U-Net then
 evaluated at another. MONAI's DDPM steps to ``t - 1`` whatever the list. Here every step goes from
 the level of timestep ``t`` to the level of the next listed timestep (the clean level after the last
-one), so any spacing of :mod:`brainsynth.timesteps` is sampled consistently. On the "leading" spacing
+one), so any spacing of :mod:`brainsynth.sampling.timesteps` is sampled consistently. On the "leading" spacing
 the arithmetic is that of MONAI GenerativeModels' DDIM and, for ``n = T``, of MONAI's DDPM.
 
 Notation (Ho et al. 2020; Song et al. 2021): ``alpha_bar_t`` is the cumulative product of
@@ -25,10 +25,10 @@ class TimestepSolver:
     Parameters
     ----------
     noise : monai.networks.schedulers.DDPMScheduler
-        The training noise process (:func:`brainsynth.schedulers.training_noise`): its ``betas``,
+        The training noise process (:func:`brainsynth.sampling.schedulers.training_noise`): its ``betas``,
         ``alphas`` and ``alphas_cumprod``.
     timesteps : sequence of int
-        Timesteps to evaluate the U-Net at, decreasing (:func:`brainsynth.timesteps.inference_timesteps`).
+        Timesteps to evaluate the U-Net at, decreasing (:func:`brainsynth.sampling.timesteps.inference_timesteps`).
     prediction_type : str
         ``"epsilon"``, ``"v_prediction"`` or ``"sample"``.
     """

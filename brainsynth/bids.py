@@ -26,14 +26,40 @@ from monai.transforms import (
     Spacingd,
 )
 
-from brainsynth.covariates import resolve_covariates
+from brainsynth.covariates import CovariateSpec, resolve_covariates
 from brainsynth.errors import BrainsynthError, InvalidParameterError
-from brainsynth.schema import shown
-from brainsynth.tables import SAFE_ID, read_table
-from brainsynth.training.config import DataSettings
+from brainsynth.files.schema import shown
+from brainsynth.files.tables import SAFE_ID, read_table
+from brainsynth.loading.presets import UKB_COVARIATES
 
 #: Largest ratio between the coarsest and finest voxel spacing accepted in one dataset.
 MAX_SPACING_RATIO = 2.0
+
+
+#: Covariate sets a configuration can name, and the participants.tsv column of each covariate.
+COVARIATE_SETS: dict[str, tuple[tuple[CovariateSpec, ...], dict[str, str]]] = {
+    "ukb": (
+        UKB_COVARIATES,
+        {"sex": "sex", "age": "age", "ventricular_volume": "ventricular_volume_ml", "brain_volume": "brain_volume_ml"},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Image grid the networks see, and which covariates are read from ``participants.tsv``."""
+
+    spacing: float
+    shape: tuple[int, int, int]
+    covariates: str = "ukb"
+
+    @property
+    def covariate_specs(self) -> tuple[CovariateSpec, ...]:
+        return COVARIATE_SETS[self.covariates][0]
+
+    @property
+    def columns(self) -> dict[str, str]:
+        return COVARIATE_SETS[self.covariates][1]
 
 
 class DataError(BrainsynthError, ValueError):

@@ -10,14 +10,14 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from brainsynth.atomic import atomic_write_files, json_bytes, staged_directory
 from brainsynth.config import ModelConfig
 from brainsynth.errors import ModelLoadError
+from brainsynth.files.atomic import atomic_write_files, json_bytes, staged_directory
+from brainsynth.files.replace import check_replaceable
+from brainsynth.files.schema import Checks, kind_of, read_json, shown
+from brainsynth.loading.networks import build_autoencoder, build_unet, load_weights
+from brainsynth.loading.weights import read_state_dict, safetensors_bytes, verify_hash
 from brainsynth.model import LatentDiffusionModel
-from brainsynth.networks import build_autoencoder, build_unet, load_weights
-from brainsynth.replace import check_replaceable
-from brainsynth.schema import Checks, kind_of, read_json, shown
-from brainsynth.weights import read_state_dict, safetensors_bytes, verify_hash
 
 MANIFEST = "model.json"
 FORMAT = "brainsynth.model"

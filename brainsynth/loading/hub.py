@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from brainsynth.errors import BrainsynthError, ModelNotFoundError
-from brainsynth.presets import UKB_BUNDLE_NAME
+from brainsynth.loading.presets import UKB_BUNDLE_NAME
 
 #: Model names known to brainsynth and what each is.
 MODEL_NAMES = {
@@ -22,7 +22,7 @@ MODEL_NAMES = {
     "ukb": "the published UK Biobank model of Pinaya et al. 2022 (MONAI bundle; `brainsynth download ukb`)",
 }
 
-PACKAGED_MODELS = Path(__file__).parent / "models"
+PACKAGED_MODELS = Path(__file__).parent.parent / "assets"
 
 
 def cache_dir() -> Path:
@@ -105,7 +105,7 @@ def download_ukb(destination: str | Path | None = None, *, downloader: Callable[
     BrainsynthError
         If the bundle is already there, or every source failed (each source is named with its reason).
     """
-    from brainsynth.bundle import read_bundle_config, weight_files
+    from brainsynth.loading.bundle import read_bundle_config, weight_files
 
     folder = Path(destination).expanduser() if destination else cache_dir() / "bundles"
     target = folder / UKB_BUNDLE_NAME

@@ -1,7 +1,7 @@
 """Sampling schedulers (solvers of the reverse diffusion process), separate from the networks.
 
 Every scheduler works on the model's training noise schedule. DDIM and DDPM are brainsynth's own
-(:mod:`brainsynth.solvers`) on timesteps brainsynth lists itself (:mod:`brainsynth.timesteps`), so
+(:mod:`brainsynth.sampling.solvers`) on timesteps brainsynth lists itself (:mod:`brainsynth.sampling.timesteps`), so
 that results do not depend on the installed MONAI; PNDM is MONAI's (uniform steps, consistent);
 DPM-Solver++ and UniPC are diffusers' (they step between the noise levels of their own timesteps).
 A scheduler's ``step`` maps the U-Net output at timestep ``t`` and the current latent ``x_t`` to the
@@ -16,8 +16,8 @@ from monai.networks.schedulers import DDPMScheduler, PNDMScheduler, Scheduler
 
 from brainsynth.config import NoiseSchedule
 from brainsynth.errors import InvalidParameterError
-from brainsynth.solvers import DDIM, DDPM
-from brainsynth.timesteps import DEFAULT_TIMESTEP_SPACING, check_timestep_spacing, inference_timesteps
+from brainsynth.sampling.solvers import DDIM, DDPM
+from brainsynth.sampling.timesteps import DEFAULT_TIMESTEP_SPACING, check_timestep_spacing, inference_timesteps
 
 
 def _schedule_settings(schedule: NoiseSchedule) -> dict[str, object]:
@@ -169,7 +169,7 @@ def make_scheduler(name: str, schedule: NoiseSchedule, steps: int, timestep_spac
     steps : int
         Number of inference steps, 1 to ``schedule.num_train_timesteps``.
     timestep_spacing : str, optional
-        One of :data:`~brainsynth.timesteps.TIMESTEP_SPACINGS`, for the schedulers in
+        One of :data:`~brainsynth.sampling.timesteps.TIMESTEP_SPACINGS`, for the schedulers in
         :data:`SPACED_SCHEDULERS` (default ``"leading"``, the published model's).
     """
     key = check_scheduler_settings(name, steps, 0.0, schedule, timestep_spacing)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brainsynth.errors import BrainsynthError, InvalidParameterError
-from brainsynth.schema import shown
+from brainsynth.files.schema import shown
 
 #: What an id in a table may be, as it names files: letters, digits, ``.``, ``_``, ``-``; at most 128.
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")

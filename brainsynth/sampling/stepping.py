@@ -2,7 +2,7 @@
 
 GUI faces run long work in generator workers (napari's ``thread_worker``) that yield progress and stop
 when the generator is closed. :func:`iterate_steps` runs ``model.sample``, ``model.traverse`` or
-``model.interpolate`` in a helper thread, yields each :class:`~brainsynth.sampling.StepProgress`, and
+``model.interpolate`` in a helper thread, yields each :class:`~brainsynth.sampling.loop.StepProgress`, and
 returns the call's result. Closing the generator cancels the call at its next step; nothing is
 returned then.
 """
@@ -15,7 +15,7 @@ from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
 from brainsynth.errors import SamplingCancelled
-from brainsynth.sampling import StepProgress
+from brainsynth.sampling.loop import StepProgress
 
 Result = TypeVar("Result")
 

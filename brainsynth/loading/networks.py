@@ -14,7 +14,7 @@ import torch
 from monai.networks.nets import AutoencoderKL, DiffusionModelUNet
 
 from brainsynth.errors import ModelLoadError
-from brainsynth.weights import StateDict
+from brainsynth.loading.weights import StateDict
 
 
 def _build(network_class: type[torch.nn.Module], settings: dict[str, Any], what: str) -> torch.nn.Module:

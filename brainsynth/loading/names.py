@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from brainsynth.bundle import is_bundle_dir, load_bundle
 from brainsynth.errors import InvalidParameterError, ModelNotFoundError
-from brainsynth.hub import MODEL_NAMES, find_named_model
+from brainsynth.loading.bundle import is_bundle_dir, load_bundle
+from brainsynth.loading.hub import MODEL_NAMES, find_named_model
+from brainsynth.loading.model_dir import is_model_dir, load_model_dir
 from brainsynth.model import LatentDiffusionModel
-from brainsynth.model_dir import is_model_dir, load_model_dir
 
 
 def load_model(name_or_path: str | Path = "demo") -> LatentDiffusionModel:

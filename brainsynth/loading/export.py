@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from brainsynth._version import __version__
-from brainsynth.atomic import staged_directory
-from brainsynth.bundle import parsed_strings
 from brainsynth.errors import InvalidParameterError
+from brainsynth.files.atomic import staged_directory
+from brainsynth.files.replace import check_replaceable
+from brainsynth.loading.bundle import parsed_strings
+from brainsynth.loading.model_dir import default_model_card
 from brainsynth.model import LatentDiffusionModel
-from brainsynth.model_dir import default_model_card
-from brainsynth.replace import check_replaceable
 
 BRAINSYNTH_CONFIG = Path("configs") / "brainsynth.json"
 #: The entries of inference.json that brainsynth itself writes as expressions or references.
