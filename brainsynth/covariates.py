@@ -240,3 +240,23 @@ def generic_covariates(count: int) -> tuple[CovariateSpec, ...]:
         )
         for i in range(count)
     )
+
+
+def blend_covariates(
+    specs: Sequence[CovariateSpec], a: ResolvedCovariates, b: ResolvedCovariates, t: float
+) -> ResolvedCovariates:
+    """Covariates a fraction ``t`` of the way from ``a`` to ``b``: numeric ones linearly in normalised
+    units, categorical ones those of ``a`` below one half and of ``b`` from one half on."""
+    real: dict[str, Any] = {}
+    normalised = []
+    for spec, (name, va), vb, na, nb in zip(
+        specs, a.real.items(), b.real.values(), a.normalised, b.normalised, strict=True
+    ):
+        if spec.categorical:
+            real[name], value = (va, na) if t < 0.5 else (vb, nb)
+        else:
+            value = (1.0 - t) * na + t * nb
+            real[name] = spec.denormalise(value)
+        normalised.append(value)
+    extrapolated = tuple(dict.fromkeys((*a.extrapolated, *b.extrapolated)))
+    return ResolvedCovariates(real=real, normalised=tuple(normalised), extrapolated=extrapolated)

@@ -37,8 +37,9 @@ from brainsynth.errors import InvalidParameterError, OutputExistsError
 from brainsynth.evaluation.denoising import DenoisingError, denoising_errors
 from brainsynth.evaluation.metrics import mean_pairwise_ms_ssim, psnr, ssim
 from brainsynth.files.paths import check_output_name
-from brainsynth.model import LatentDiffusionModel, check_guidance
+from brainsynth.model import LatentDiffusionModel
 from brainsynth.sampling.noise import check_seed
+from brainsynth.sampling.settings import check_guidance
 
 #: Covariates whose fidelity can be measured, and the field of the segmenter's result that measures each.
 MEASURABLE = {"ventricular_volume": "ventricular_volume_ml", "brain_volume": "brain_volume_ml"}
