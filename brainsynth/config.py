@@ -24,8 +24,6 @@ SAMPLING_PRECISIONS = ("float32", "bfloat16", "float16", "auto")
 SAMPLING_PRECISIONS_TEXT = ", ".join(SAMPLING_PRECISIONS[:-1]) + " or " + SAMPLING_PRECISIONS[-1]
 #: Largest classifier-free guidance scale accepted.
 MAX_GUIDANCE = 20.0
-#: Largest guidance scale the napari and Jupyter sliders offer (beyond it samples degrade quickly).
-GUIDANCE_SLIDER_MAX = 7.0
 
 #: Noise schedules MONAI's schedulers know, and what a U-Net may predict.
 NOISE_SCHEDULES = ("linear_beta", "scaled_linear_beta", "sigmoid_beta", "cosine")

@@ -11,31 +11,32 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
 from brainsynth import LatentDiffusionModel, SamplingCancelled
-from brainsynth.config import GUIDANCE_SLIDER_MAX
-from brainsynth.covariates import EXTRAPOLATION_BOUNDS, CovariateSpec
+from brainsynth.controls import (
+    GUIDANCE_SLIDER_MAX,
+    MAX_FACE_SEED,
+    CovariateControl,
+    covariate_controls,
+    sampling_limits,
+)
 from brainsynth.devices import available_devices
 from brainsynth.sampling.schedulers import SCHEDULERS
 from brainsynth.sampling.stepping import iterate_steps
 from napari_plugin._models import available_models, get_model
 
 FOLDER_CHOICE = "folder..."
-MAX_SEED = 2**31 - 1
 
 
-def covariate_control(spec: CovariateSpec, extrapolate: bool = False):
-    """A ComboBox for a categorical covariate, else a slider in real units over its range."""
-    if spec.categorical:
-        return ComboBox(name=spec.name, label=spec.label, choices=list(spec.choices), value=spec.default)
-    low, high = (spec.denormalise(b) for b in EXTRAPOLATION_BOUNDS) if extrapolate else (spec.low, spec.high)
-    value = spec.default if spec.default is not None else (spec.low + spec.high) / 2
-    label = f"{spec.label} ({spec.unit})" if spec.unit else spec.label
+def covariate_widget(control: CovariateControl):
+    """A ComboBox for a categorical covariate, else a slider in real units (see :mod:`brainsynth.controls`)."""
+    if control.categorical:
+        return ComboBox(name=control.name, label=control.label, choices=list(control.choices), value=control.value)
     return FloatSlider(
-        name=spec.name,
-        label=label,
-        min=min(low, high),
-        max=max(low, high),
-        value=min(max(value, min(low, high)), max(low, high)),
-        step=(high - low) / 200,
+        name=control.name,
+        label=control.label,
+        min=control.low,
+        max=control.high,
+        value=control.value,
+        step=control.step,
     )
 
 
@@ -94,8 +95,8 @@ class ModelControls(Container):
         self.covariates.clear()
         if self.model is None:
             return
-        for spec in self.model.config.covariates:
-            self.covariates.append(covariate_control(spec, self.extrapolate.value))
+        for control in covariate_controls(self.model.config, self.extrapolate.value):
+            self.covariates.append(covariate_widget(control))
 
     def values(self) -> dict[str, Any]:
         """Covariate values in real units, by name."""
@@ -106,7 +107,7 @@ class SamplingControls(Container):
     """Seed (with a random button), steps, scheduler, guidance and device."""
 
     def __init__(self, default_steps: int = 50, default_scheduler: str = "ddim") -> None:
-        self.seed = SpinBox(label="seed", min=0, max=MAX_SEED, value=0)
+        self.seed = SpinBox(label="seed", min=0, max=MAX_FACE_SEED, value=0)
         self.random_seed = PushButton(text="random seed")
         self.steps = SpinBox(label="steps", min=1, max=1000, value=default_steps)
         self.scheduler = ComboBox(label="scheduler", choices=list(SCHEDULERS), value=default_scheduler)
@@ -121,14 +122,17 @@ class SamplingControls(Container):
         )
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
         super().__init__(widgets=[self.seed, self.random_seed, self.steps, self.scheduler, self.guidance, self.device])
-        self.random_seed.changed.connect(lambda _: setattr(self.seed, "value", random.randint(0, MAX_SEED)))
+        self.random_seed.changed.connect(lambda _: setattr(self.seed, "value", random.randint(0, MAX_FACE_SEED)))
 
     def use_model_defaults(self, model: LatentDiffusionModel | None) -> None:
         if model is not None:
-            self.steps.value = model.config.default_steps
-            self.scheduler.value = model.config.default_scheduler
-            self.guidance.value = model.config.default_guidance
-            self.guidance.enabled = model.config.null_condition is not None
+            limits = sampling_limits(model.config)
+            self.steps.max = limits.max_steps
+            self.steps.value = limits.default_steps
+            self.scheduler.value = limits.default_scheduler
+            self.guidance.max = limits.guidance_max
+            self.guidance.value = limits.guidance_default
+            self.guidance.enabled = limits.guidance_enabled
 
     def options(self) -> dict[str, Any]:
         return {

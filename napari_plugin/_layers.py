@@ -7,28 +7,14 @@ from typing import Any
 import numpy as np
 
 from brainsynth import SampleResult
-
-
-def describe(covariates: dict[str, Any], seed: int | None) -> str:
-    """A short layer name from covariates and seed, e.g. ``male 70y vent 45 brain 1400 seed 3``."""
-    parts = []
-    for name, value in covariates.items():
-        if isinstance(value, str):
-            parts.append(value)
-        elif name == "age":
-            parts.append(f"{value:.0f}y")
-        else:
-            parts.append(f"{name.split('_')[0][:5]} {value:.0f}")
-    if seed is not None:
-        parts.append(f"seed {seed}")
-    return " ".join(parts)
+from brainsynth.controls import result_title
 
 
 def brain_layer(result: SampleResult, index: int = 0) -> tuple[np.ndarray, dict[str, Any], str]:
     """One brain of a result as an Image layer: affine from the model, contrast 0-1, provenance in metadata."""
     sidecar = result.sidecar(index)
     kwargs = {
-        "name": describe(result.covariates[index], result.seeds[index]),
+        "name": result_title(result.covariates[index], result.seeds[index]),
         "affine": result.affine,
         "contrast_limits": (0.0, 1.0),
         "colormap": "gray",

@@ -9,7 +9,8 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, PushButton, SpinBox
 
 from brainsynth import SampleResult
-from napari_plugin._controls import MAX_SEED, ModelControls, RunControls, SamplingControls
+from brainsynth.controls import MAX_FACE_SEED
+from napari_plugin._controls import ModelControls, RunControls, SamplingControls
 from napari_plugin._layers import series_layer
 
 if TYPE_CHECKING:
@@ -165,8 +166,8 @@ class InterpolateWidget(_SweepWidget):
     run_text = "Interpolate"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, model: str | None = None) -> None:
-        self.seed_a = SpinBox(label="seed A", min=0, max=MAX_SEED, value=0)
-        self.seed_b = SpinBox(label="seed B", min=0, max=MAX_SEED, value=1)
+        self.seed_a = SpinBox(label="seed A", min=0, max=MAX_FACE_SEED, value=0)
+        self.seed_b = SpinBox(label="seed B", min=0, max=MAX_FACE_SEED, value=1)
         self.vary = ComboBox(
             label="also vary", choices=lambda _: [("(none)", "(none)"), *self._numeric_covariates()], value="(none)"
         )

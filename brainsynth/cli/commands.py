@@ -16,6 +16,7 @@ import torch
 from brainsynth.cli.parser import COVARIATE_FLAGS
 from brainsynth.cli.progress import progress_bar
 from brainsynth.cli.training import run_cohort, run_evaluate, run_export, run_train
+from brainsynth.controls import result_title
 from brainsynth.devices import available_devices, low_precision_issues, resolve_device
 from brainsynth.errors import BrainsynthError, InvalidParameterError, OutputExistsError
 from brainsynth.files.nifti import check_output_path, is_nifti_path
@@ -368,8 +369,7 @@ def _explore_without_display(args: argparse.Namespace, reason: str) -> int:
 
 
 def _title(result: SampleResult) -> str:
-    values = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.covariates[0].items())
-    return f"{result.provenance['model']}: {values}; seed {result.seeds[0]}"
+    return f"{result.provenance['model']}: {result_title(result.covariates[0], result.seeds[0])}"
 
 
 def run_download(args: argparse.Namespace) -> int:

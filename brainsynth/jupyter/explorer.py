@@ -11,8 +11,7 @@ from typing import Any
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
-from brainsynth.config import GUIDANCE_SLIDER_MAX
-from brainsynth.covariates import EXTRAPOLATION_BOUNDS, CovariateSpec
+from brainsynth.controls import CovariateControl, covariate_controls, result_title, sampling_limits
 from brainsynth.devices import available_devices
 from brainsynth.errors import BrainsynthError, SamplingCancelled
 from brainsynth.loading.names import load_model
@@ -21,23 +20,20 @@ from brainsynth.result import SampleResult
 from brainsynth.sampling.loop import StepProgress
 from brainsynth.sampling.schedulers import SCHEDULERS
 
-MAX_SEED = 2**31 - 1
 
-
-def covariate_widget(spec: CovariateSpec, extrapolate: bool = False) -> widgets.Widget:
-    """A dropdown for a categorical covariate, else a slider in real units over its range."""
+def covariate_widget(control: CovariateControl) -> widgets.Widget:
+    """A dropdown for a categorical covariate, else a slider in real units (see :mod:`brainsynth.controls`)."""
     style = {"description_width": "150px"}
-    if spec.categorical:
-        return widgets.Dropdown(options=list(spec.choices), value=spec.default, description=spec.label, style=style)
-    low, high = sorted(spec.denormalise(b) for b in EXTRAPOLATION_BOUNDS) if extrapolate else (spec.low, spec.high)
-    value = spec.default if spec.default is not None else (low + high) / 2
-    label = f"{spec.label} ({spec.unit})" if spec.unit else spec.label
+    if control.categorical:
+        return widgets.Dropdown(
+            options=list(control.choices), value=control.value, description=control.label, style=style
+        )
     return widgets.FloatSlider(
-        value=min(max(value, low), high),
-        min=low,
-        max=high,
-        step=(high - low) / 200,
-        description=label,
+        value=control.value,
+        min=control.low,
+        max=control.high,
+        step=control.step,
+        description=control.label,
         style=style,
         continuous_update=False,
         layout=widgets.Layout(width="480px"),
@@ -76,19 +72,22 @@ class Explorer:
         self.covariates: dict[str, widgets.Widget] = {}
         self.covariate_box = widgets.VBox()
         self._build_covariates()
-        self.seed = widgets.BoundedIntText(value=0, min=0, max=MAX_SEED, description="seed")
+        limits = sampling_limits(config)
+        self.seed = widgets.BoundedIntText(value=0, min=0, max=limits.max_seed, description="seed")
         self.random_seed = widgets.Button(description="random seed")
-        self.steps = widgets.BoundedIntText(value=config.default_steps, min=1, max=1000, description="steps")
+        self.steps = widgets.BoundedIntText(
+            value=limits.default_steps, min=1, max=limits.max_steps, description="steps"
+        )
         self.scheduler = widgets.Dropdown(
             options=list(SCHEDULERS), value=config.default_scheduler, description="scheduler"
         )
         self.guidance = widgets.FloatSlider(
-            value=config.default_guidance,
+            value=limits.guidance_default,
             min=1.0,
-            max=GUIDANCE_SLIDER_MAX,
-            step=0.25,
+            max=limits.guidance_max,
+            step=limits.guidance_step,
             description="guidance",
-            disabled=config.null_condition is None,
+            disabled=not limits.guidance_enabled,
             tooltip="classifier-free guidance: above 1 follows the covariates "
             "more closely (models trained with conditioning dropout)",
         )
@@ -105,7 +104,7 @@ class Explorer:
         self.result: SampleResult | None = None
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
-        self.random_seed.on_click(lambda _: setattr(self.seed, "value", random.randint(0, MAX_SEED)))
+        self.random_seed.on_click(lambda _: setattr(self.seed, "value", random.randint(0, limits.max_seed)))
         self.generate_button.on_click(lambda _: self.generate())
         self.cancel_button.on_click(lambda _: self.cancel())
         self.extrapolate.observe(lambda _: self._build_covariates(), names="value")
@@ -132,7 +131,9 @@ class Explorer:
 
     def _build_covariates(self) -> None:
         previous = {name: w.value for name, w in self.covariates.items()}
-        self.covariates = {s.name: covariate_widget(s, self.extrapolate.value) for s in self.model.config.covariates}
+        self.covariates = {
+            c.name: covariate_widget(c) for c in covariate_controls(self.model.config, self.extrapolate.value)
+        }
         for name, value in previous.items():
             widget = self.covariates[name]
             if isinstance(widget, widgets.FloatSlider):
@@ -230,5 +231,4 @@ class Explorer:
 
 
 def _title(result: SampleResult) -> str:
-    values = ", ".join(f"{k} {v:.0f}" if not isinstance(v, str) else v for k, v in result.covariates[0].items())
-    return f"{values}; seed {result.seeds[0]}"
+    return result_title(result.covariates[0], result.seeds[0])
