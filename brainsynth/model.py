@@ -68,7 +68,6 @@ class LatentDiffusionModel:
         self.source = source
         self.weight_hashes = {k: dict(v) for k, v in (weight_hashes or {}).items()}
         self._decoding = "auto"
-        self.last_decoding: str | None = None
         self.compiled: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
@@ -318,9 +317,7 @@ class LatentDiffusionModel:
             wanted = ", ".join(map(str, self.config.latent_shape))
             raise InvalidParameterError(f"latents must be a tensor of shape (B, {wanted}) (got {got})")
         precision = resolve_precision(precision, latents.device)
-        decoded = pipeline.decode_latents(self.autoencoder, latents, self.config, precision, self.decoding)
-        self.last_decoding = decoded.mode
-        return decoded.volumes
+        return pipeline.decode_latents(self.autoencoder, latents, self.config, precision, self.decoding).volumes
 
     def _resolve(self, values: Mapping[str, Any], extrapolate: bool) -> ResolvedCovariates:
         return resolve_covariates(self.config.covariates, values, extrapolate=extrapolate)

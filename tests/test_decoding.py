@@ -195,5 +195,6 @@ def test_free_memory_probe_and_sampling_work_on_other_platforms(monkeypatch, blo
         monkeypatch.delattr(os, "sysconf")
         expected = 0
     assert decoding.available_memory(torch.device("cpu")) == expected
-    assert np.isfinite(model.sample(seed=1, steps=2).volume).all()
-    assert model.last_decoding == ("split" if platform == "windows" else "full")
+    result = model.sample(seed=1, steps=2)
+    assert np.isfinite(result.volume).all()
+    assert result.settings["decoding"] == ("split" if platform == "windows" else "full")

@@ -103,7 +103,7 @@ def run(
         latents.append(latent.float().cpu().numpy())
         decoded = decode_latents(model.autoencoder, latent, config, settings.precision, model.decoding)
         volumes.append(decoded.volumes)
-        mode = model.last_decoding = decoded.mode
+        mode = decoded.mode
     volumes = np.concatenate(volumes)
     # 4. Check.
     broken = int((~np.isfinite(volumes)).sum())

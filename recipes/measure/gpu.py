@@ -178,9 +178,9 @@ def decoding_check() -> dict:
             "split_seconds": seconds["split"],
         }
     model.decoding = "auto"
-    with torch.no_grad():
-        model.decode(latent)
-    report["auto_chooses"] = model.last_decoding
+    from brainsynth.sampling.decoding import choose_decoding
+
+    report["auto_chooses"] = choose_decoding(model.autoencoder, tuple(latent.shape[1:]), latent.device, "auto")[0]
     return report
 
 
