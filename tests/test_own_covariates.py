@@ -1,0 +1,120 @@
+"""A model builder's model with covariates of its own (age in years, a lesion volume in ml) works through
+every face: the API, the command line, dataset generation, the benchmark, Jupyter and napari."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import brainsynth
+from brainsynth.covariates import CovariateSpec
+from brainsynth.loading.model_dir import save_model_dir
+from tests.tiny import TINY_UNET, tiny_model
+
+OWN_COVARIATES = (
+    CovariateSpec(name="age", label="Age", unit="years", low=20.0, high=90.0, default=50.0),
+    CovariateSpec(name="lesion_volume", label="Lesion volume", unit="ml", low=0.0, high=40.0, default=5.0),
+)
+
+
+@pytest.fixture(scope="module")
+def own_model_dir(tmp_path_factory):
+    unet = {**TINY_UNET, "in_channels": 5, "cross_attention_dim": 2}
+    model = tiny_model(name="lesions", covariates=OWN_COVARIATES, unet=unet)
+    return save_model_dir(model, tmp_path_factory.mktemp("own") / "lesions")
+
+
+def _cli(*args, cwd=None):
+    process = subprocess.run(
+        [sys.executable, "-m", "brainsynth", *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
+    assert process.returncode == 0, process.stderr[-2000:]
+    return process
+
+
+def test_api_samples_and_traverses_its_own_covariates(own_model_dir):
+    model = brainsynth.load_model(own_model_dir)
+    assert model.config.covariate_names == ("age", "lesion_volume")
+    result = model.sample(age=60, lesion_volume=12.5, seed=1, steps=2)
+    assert result.covariates[0] == {"age": 60.0, "lesion_volume": 12.5}
+    sweep = model.traverse("lesion_volume", [0, 20, 40], seed=2, steps=2)
+    assert [c["lesion_volume"] for c in sweep.covariates] == [0.0, 20.0, 40.0]
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"unknown covariate 'sex'"):
+        model.sample(sex="male", steps=2)
+
+
+def test_command_line_and_generate_use_its_covariates(own_model_dir, tmp_path):
+    _cli(
+        "sample",
+        "--model",
+        own_model_dir,
+        "--age",
+        "40",
+        "--set",
+        "lesion_volume=8",
+        "--steps",
+        "2",
+        "--seed",
+        "3",
+        "-o",
+        tmp_path / "b.nii.gz",
+    )
+    assert nib.load(tmp_path / "b.nii.gz").shape == (16, 16, 16)
+    _cli(
+        "traverse",
+        "--model",
+        own_model_dir,
+        "--covariate",
+        "lesion_volume",
+        "--values",
+        "0,30",
+        "--steps",
+        "2",
+        "-o",
+        tmp_path / "sweep.nii.gz",
+    )
+    assert nib.load(tmp_path / "sweep.nii.gz").shape == (16, 16, 16, 2)
+    table = tmp_path / "wanted.tsv"
+    table.write_text("id\tage\tlesion_volume\na\t30\t1\nb\t70\t25\n")
+    _cli("generate", "--model", own_model_dir, "--covariates", table, "--steps", "2", "-q", "-o", tmp_path / "data")
+    assert sorted(p.name for p in (tmp_path / "data").glob("*.nii.gz")) == ["a.nii.gz", "b.nii.gz"]
+    info = _cli("info", "--model", own_model_dir).stdout
+    assert "lesion_volume" in info
+    assert "ventricular" not in info
+
+
+def test_benchmark_runs_on_its_covariates(own_model_dir):
+    from brainsynth.evaluation.benchmark import benchmark
+
+    report = benchmark(str(own_model_dir), device="cpu", steps=3, scheduler="ddim", runs=1)
+    assert np.isfinite(report["speedup"])
+
+
+def test_jupyter_shows_exactly_its_sliders(own_model_dir):
+    from brainsynth.jupyter import Explorer
+
+    explorer = Explorer(own_model_dir)
+    assert list(explorer.covariates) == ["age", "lesion_volume"]
+    assert explorer.covariates["lesion_volume"].description == "Lesion volume (ml)"
+    explorer.covariates["lesion_volume"].value = 30.0
+    explorer.steps.value = 2
+    assert explorer.generate(wait=True).covariates[0]["lesion_volume"] == 30.0
+
+
+def test_napari_shows_exactly_its_sliders(own_model_dir, make_napari_viewer):
+    pytest.importorskip("napari")
+    from napari_plugin._controls import FOLDER_CHOICE
+
+    viewer = make_napari_viewer()
+    _, generate = viewer.window.add_plugin_dock_widget("brainsynth", "Generate")
+    _, traverse = viewer.window.add_plugin_dock_widget("brainsynth", "Traverse")
+    for widget in (generate, traverse):
+        widget.model_controls.model_choice.value = FOLDER_CHOICE
+        widget.model_controls.model_folder.value = str(own_model_dir)
+        assert [w.name for w in widget.model_controls.covariates] == ["age", "lesion_volume"]
+    assert traverse.covariate.value == "age"
+    assert set(traverse.covariate.choices) == {"age", "lesion_volume"}
