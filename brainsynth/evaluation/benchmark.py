@@ -101,7 +101,7 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
     device = resolve_device(spec["device"])
     model.to(device)
     noise = draw_noise(spec["seed"], model.config.latent_shape)[None]
-    covariates = {"sex": "female", "age": 64.0} if "sex" in model.config.covariate_names else {}
+    covariates: dict[str, Any] = {}  # every covariate at the model's default
     from brainsynth.sampling.schedulers import make_scheduler
 
     make_scheduler(spec["scheduler"], model.config.noise_schedule, 1)  # imports happen before the clock starts
@@ -358,11 +358,7 @@ def solver_sweep(
     """
     from brainsynth.evaluation.metrics import psnr, ssim
 
-    covariates = (
-        covariates
-        if covariates is not None
-        else ({"sex": "female", "age": 64.0} if "sex" in model.config.covariate_names else {})
-    )
+    covariates = covariates if covariates is not None else {}  # the model's defaults
     references = [
         model.sample(covariates, seed=s, steps=REFERENCE_STEPS, scheduler="ddim", device=device) for s in range(seeds)
     ]
