@@ -17,6 +17,7 @@ import numpy as np
 from brainsynth.covariates import CovariateSpec
 from brainsynth.errors import InvalidParameterError, ModelLoadError
 from brainsynth.files.schema import SHOWN, Checks, is_integer, kind_of, shown
+from brainsynth.loading.networks import network_setting_problems
 
 #: Network precisions a sampling call or a model's default may name; ``auto`` is resolved per device.
 SAMPLING_PRECISIONS = ("float32", "bfloat16", "float16", "auto")
@@ -359,79 +360,3 @@ def check_config(config: ModelConfig) -> None:
         problems.append(f"covariate names must be unique (got {names})")
     if problems:
         raise ModelLoadError(f"model configuration '{name[:SHOWN]}' is inconsistent: " + "; ".join(problems))
-
-
-def network_setting_problems(settings: Mapping[str, Any], section: str) -> list[str]:
-    """What is wrong with network settings that should be plain numbers, booleans and lists of them.
-
-    MONAI's network settings are such values; a string there would reach a bundle that MONAI's
-    ``ConfigParser`` reads (and evaluates when it starts with ``$``), so none is accepted.
-    """
-    problems = []
-
-    def check(value: Any, where: str) -> None:
-        if isinstance(value, list | tuple):
-            for i, item in enumerate(value):
-                check(item, f"{where}[{i}]")
-        elif not (value is None or isinstance(value, bool | int | float)):
-            problems.append(f"{where} must be a number, a boolean or a list of them (got {str(value)[:60]!r})")
-
-    for name, value in settings.items():
-        check(value, f"{section}.{name}")
-    if problems:
-        return problems
-    checks = Checks()
-    for name, value in settings.items():
-        where = f"{section}.{name}"
-        if name == "spatial_dims":
-            checks.integer(value, where, 3, 3)
-        elif name in POSITIVE_INTEGER_SETTINGS or name in COUNT_SETTINGS:
-            low = 1 if name in POSITIVE_INTEGER_SETTINGS else 0
-            for i, item in enumerate(value) if isinstance(value, list | tuple) else [(None, value)]:
-                if item is not None or name not in OPTIONAL_SETTINGS:
-                    checks.integer(item, where if i is None else f"{where}[{i}]", low, MAX_CHANNELS)
-        elif name in BOOLEAN_SETTINGS:
-            for i, item in enumerate(value) if isinstance(value, list | tuple) else [(None, value)]:
-                if not isinstance(item, bool):
-                    checks.add(f"{where if i is None else f'{where}[{i}]'} must be true or false (got {shown(item)})")
-        elif name == "norm_eps":
-            checks.number(value, where, 0.0, 1.0, above=True)
-        elif name == "dropout_cattn":
-            checks.number(value, where, 0.0, 1.0)
-    return checks.problems
-
-
-#: Network settings that are positive integers (or lists of them), counts that may be 0, those that may
-#: be null, and those that are booleans (or lists of them), as MONAI's networks take them.
-POSITIVE_INTEGER_SETTINGS = frozenset(
-    {
-        "in_channels",
-        "out_channels",
-        "latent_channels",
-        "channels",
-        "num_res_blocks",
-        "norm_num_groups",
-        "transformer_num_layers",
-        "cross_attention_dim",
-        "num_class_embeds",
-    }
-)
-COUNT_SETTINGS = frozenset({"num_head_channels"})
-OPTIONAL_SETTINGS = frozenset({"cross_attention_dim", "num_class_embeds"})
-BOOLEAN_SETTINGS = frozenset(
-    {
-        "attention_levels",
-        "with_conditioning",
-        "resblock_updown",
-        "upcast_attention",
-        "with_encoder_nonlocal_attn",
-        "with_decoder_nonlocal_attn",
-        "use_checkpoint",
-        "use_convtranspose",
-        "use_flash_attention",
-        "include_fc",
-        "use_combined_linear",
-    }
-)
-#: Largest number of channels (or heads, layers, blocks) a network setting may give.
-MAX_CHANNELS = 65536

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from brainsynth.config import MAX_AXIS, MAX_CHANNELS, ModelConfig, NoiseSchedule
+from brainsynth.config import MAX_AXIS, ModelConfig, NoiseSchedule
 from brainsynth.covariates import generic_covariates
 from brainsynth.errors import ModelLoadError, ModelNotFoundError
 from brainsynth.files.schema import Checks, kind_of, read_json, read_yaml, shown
-from brainsynth.loading.networks import build_autoencoder, build_unet, load_weights
+from brainsynth.loading.networks import MAX_CHANNELS, build_autoencoder, build_unet, load_weights
 from brainsynth.loading.presets import UKB_AFFINE, UKB_COVARIATES, ukb_config
 from brainsynth.loading.weights import hash_file, read_state_dict, verify_hash
 from brainsynth.model import LatentDiffusionModel

@@ -21,11 +21,11 @@ from monai.networks.nets import PatchDiscriminator
 from torch.nn.parallel import DistributedDataParallel
 
 from brainsynth.bids import TrainingImages
-from brainsynth.config import MAX_AXIS, network_setting_problems
+from brainsynth.config import MAX_AXIS
 from brainsynth.errors import InvalidParameterError, ModelLoadError
 from brainsynth.files.atomic import atomic_write_bytes, atomic_write_json
 from brainsynth.files.schema import Checks, read_json, shown
-from brainsynth.loading.networks import build_autoencoder, load_weights
+from brainsynth.loading.networks import build_autoencoder, load_weights, network_setting_problems
 from brainsynth.loading.weights import hash_file, read_state_dict, safetensors_bytes, verify_hash
 from brainsynth.training.distributed import Distributed
 from brainsynth.training.logs import RunLogger, middle_slices

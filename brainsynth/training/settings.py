@@ -19,10 +19,10 @@ from brainsynth.config import (
     SAMPLING_PRECISIONS,
     SAMPLING_PRECISIONS_TEXT,
     NoiseSchedule,
-    network_setting_problems,
 )
 from brainsynth.errors import InvalidParameterError
 from brainsynth.files.schema import Checks, read_json
+from brainsynth.loading.networks import network_setting_problems
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
