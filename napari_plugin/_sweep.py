@@ -9,7 +9,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, PushButton, SpinBox
 
 from brainsynth import SampleResult
-from brainsynth.controls import MAX_FACE_SEED
+from brainsynth.controls import MAX_FACE_SEED, covariate_controls
 from napari_plugin._controls import ModelControls, RunControls, SamplingControls
 from napari_plugin._layers import series_layer
 
@@ -26,7 +26,9 @@ class _SweepWidget(Container):
         """(label with unit, name) of the model's numeric covariates, as the menus show them."""
         controls = getattr(self, "model_controls", None)
         model = controls.model if controls is not None else None
-        return [(_menu_label(model.config.covariate(name)), name) for name in numeric_covariates(model)]
+        if model is None:
+            return []
+        return [(c.label, c.name) for c in covariate_controls(model.config) if not c.categorical]
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, model: str | None, controls: list) -> None:
         self.viewer = napari_viewer
@@ -94,10 +96,6 @@ class _SweepWidget(Container):
             imageio.mimsave(path, frames, fps=fps, macro_block_size=1)
         self.run.report(f"wrote {path}")
         return path
-
-
-def _menu_label(spec) -> str:
-    return f"{spec.label} ({spec.unit})" if spec.unit else spec.label
 
 
 def numeric_covariates(model) -> list[str]:

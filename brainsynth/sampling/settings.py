@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
 import torch
@@ -124,8 +124,7 @@ class SamplingSettings:
         if timestep_spacing is None and name in SPACED_SCHEDULERS | {"pndm"}:
             timestep_spacing = DEFAULT_TIMESTEP_SPACING
         settings = cls(steps, name, float(eta), target, batch_size, precision, guidance, timestep_spacing, weight_dtype)
-        timesteps = tuple(int(t) for t in settings.make_scheduler(config).timesteps)
-        return cls(**{**settings.__dict__, "timesteps": timesteps})
+        return replace(settings, timesteps=tuple(int(t) for t in settings.make_scheduler(config).timesteps))
 
     def make_scheduler(self, config: ModelConfig):
         """A fresh solver for one run (multistep solvers keep a history)."""

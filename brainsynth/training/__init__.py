@@ -96,10 +96,12 @@ def _train(
 
 
 def _networks_of(task_name: str, settings: TrainingConfig) -> dict[str, torch.nn.Module]:
-    """The network a task's checkpoint holds, built from the configuration (to check it before resuming)."""
-    if task_name == "autoencoder":
-        return {"autoencoder": build_autoencoder(settings.autoencoder.network)}
-    return {"unet": build_unet(settings.diffusion.network)}
+    """The network a task's checkpoint holds, built from the configuration on the meta device (names and
+    shapes only, no memory), to check the checkpoint before resuming."""
+    with torch.device("meta"):
+        if task_name == "autoencoder":
+            return {"autoencoder": build_autoencoder(settings.autoencoder.network)}
+        return {"unet": build_unet(settings.diffusion.network)}
 
 
 def _load_init_from(init_from: str | Path) -> LatentDiffusionModel:
