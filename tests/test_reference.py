@@ -87,7 +87,7 @@ def test_every_ddim_step_ends_at_the_next_listed_noise_level(spacing):
         x_t = alpha_bar[t].sqrt() * clean + (1 - alpha_bar[t]).sqrt() * epsilon
         level = alpha_bar[listed[i + 1]] if i + 1 < len(listed) else torch.tensor(1.0)
         expected = level.sqrt() * clean + (1 - level).sqrt() * epsilon
-        torch.testing.assert_close(solver.step(epsilon, t, x_t)[0], expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(solver.step(epsilon, t, x_t), expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("spacing", sorted(TIMESTEP_SPACINGS))
@@ -98,8 +98,8 @@ def test_every_ddpm_step_draws_from_the_posterior_at_the_next_listed_level(spaci
     x_t = torch.randn(1, 3, 2, 2, 2, generator=torch.Generator().manual_seed(2))
     for t in ddpm.timesteps.tolist():
         output = torch.sin(3 * x_t + t / 100)
-        ours = ddpm.step(output, t, x_t, generator=torch.Generator().manual_seed(t))[0]
-        posterior = ddim.step(output, t, x_t, eta=1.0, generator=torch.Generator().manual_seed(t))[0]
+        ours = ddpm.step(output, t, x_t, generator=torch.Generator().manual_seed(t))
+        posterior = ddim.step(output, t, x_t, eta=1.0, generator=torch.Generator().manual_seed(t))
         torch.testing.assert_close(ours, posterior, rtol=1e-4, atol=1e-5)
         x_t = ours
 
@@ -118,7 +118,7 @@ def test_ddpm_over_every_timestep_equals_monai_ddpm():
     g_ours, g_theirs = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
     for t in ours.timesteps.tolist()[:50] + ours.timesteps.tolist()[-50:]:
         output = torch.sin(3 * x_ours + t / 100)
-        x_ours = ours.step(output, t, x_ours, generator=g_ours)[0]
+        x_ours = ours.step(output, t, x_ours, generator=g_ours)
         x_theirs = theirs.step(output, t, x_theirs, generator=g_theirs)[0]
         assert torch.equal(x_ours, x_theirs)
 
@@ -163,7 +163,8 @@ def test_v_prediction_step_against_hand_computed_values():
     x0, eps = torch.tensor([0.5, -1.0]), torch.tensor([1.5, 0.25])
     x_t = a_t**0.5 * x0 + (1 - a_t) ** 0.5 * eps
     v = a_t**0.5 * eps - (1 - a_t) ** 0.5 * x0
-    previous, clean = solver.step(v, 750, x_t)
+    previous = solver.step(v, 750, x_t)
+    clean, _ = solver.clean_and_noise(v, 750, x_t)
     torch.testing.assert_close(clean, x0, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(previous, a_s**0.5 * x0 + (1 - a_s) ** 0.5 * eps, rtol=1e-5, atol=1e-6)
     # alpha_bar of the scaled-linear schedule, computed here independently in float64

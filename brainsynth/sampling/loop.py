@@ -16,10 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from monai.networks.schedulers import Scheduler
 
 from brainsynth.errors import InvalidParameterError, SamplingCancelled
-from brainsynth.sampling.solvers import DDIM
+from brainsynth.sampling.solvers.base import Solver
 
 
 @dataclass(frozen=True)
@@ -80,17 +79,17 @@ def conditioning_inputs(
 
 
 def predict_clean(
-    scheduler: Scheduler, model_output: torch.Tensor, x_t: torch.Tensor, timestep: int, prediction_type: str
+    solver: Solver, model_output: torch.Tensor, x_t: torch.Tensor, timestep: int, prediction_type: str
 ) -> torch.Tensor:
     """Estimate ``x_0`` from the U-Net output at timestep ``t``."""
-    alpha_bar = scheduler.alphas_cumprod[timestep].to(x_t.device, x_t.dtype)
+    alpha_bar = solver.alphas_cumprod[timestep].to(x_t.device, x_t.dtype)
     if prediction_type == "v_prediction":
         return alpha_bar.sqrt() * x_t - (1 - alpha_bar).sqrt() * model_output
     return (x_t - (1 - alpha_bar).sqrt() * model_output) / alpha_bar.sqrt()
 
 
-def _scheduler_step(
-    scheduler: Scheduler,
+def _solver_step(
+    solver: Solver,
     model_output: torch.Tensor,
     timestep: int,
     x_t: torch.Tensor,
@@ -100,11 +99,10 @@ def _scheduler_step(
 ) -> torch.Tensor:
     """One solver step. Stochastic steps run per item on the CPU with that item's generator, so an
     item's result does not depend on the batch it was sampled in nor on the device."""
-    kwargs = {"eta": eta} if isinstance(scheduler, DDIM) else {}
     if generators is None:
-        return scheduler.step(model_output, timestep, x_t, **kwargs)[0]
+        return solver.step(model_output, timestep, x_t, eta=eta)
     previous = [
-        scheduler.step(model_output[i : i + 1].cpu(), timestep, x_t[i : i + 1].cpu(), generator=generator, **kwargs)[0]
+        solver.step(model_output[i : i + 1].cpu(), timestep, x_t[i : i + 1].cpu(), eta=eta, generator=generator)
         for i, generator in enumerate(generators)
     ]
     return torch.cat(previous).to(x_t.device)
@@ -127,7 +125,7 @@ def autocast(device: torch.device, precision: str):
 @torch.no_grad()
 def denoise(
     unet: torch.nn.Module,
-    scheduler: Scheduler,
+    solver: Solver,
     x_T: torch.Tensor,  # noqa: N803 - named as in the papers
     covariates: torch.Tensor,
     *,
@@ -146,8 +144,8 @@ def denoise(
     ----------
     unet : torch.nn.Module
         Noise-prediction network ``eps(x_t, t, c)``.
-    scheduler : Scheduler
-        A scheduler of :func:`brainsynth.sampling.schedulers.make_scheduler`, with its inference timesteps set.
+    solver : Solver
+        A solver of :func:`brainsynth.sampling.schedulers.make_scheduler`, with its inference timesteps set.
     x_T : torch.Tensor
         Initial noise, shape (B, C, X, Y, Z), on the sampling device.
     covariates : torch.Tensor
@@ -186,7 +184,7 @@ def denoise(
     if guided:  # conditional and unconditional halves of one batch
         covariates = torch.cat((covariates, torch.full_like(covariates, float(null_condition))))
     concat, context = conditioning_inputs(covariates, x_T.shape[1:], conditioning)
-    timesteps = [int(t) for t in scheduler.timesteps]
+    timesteps = [int(t) for t in solver.timesteps]
     x_t = x_T
     for step, t in enumerate(timesteps, start=1):
         x_in = torch.cat((x_t, x_t)) if guided else x_t
@@ -197,9 +195,9 @@ def denoise(
         if guided:
             conditional, unconditional = model_output.chunk(2)
             model_output = unconditional + guidance * (conditional - unconditional)
-        x_prev = _scheduler_step(scheduler, model_output, t, x_t, eta=eta, generators=generators)
+        x_prev = _solver_step(solver, model_output, t, x_t, eta=eta, generators=generators)
         if callback is not None:
-            x_0 = predict_clean(scheduler, model_output, x_t, t, prediction_type)
+            x_0 = predict_clean(solver, model_output, x_t, t, prediction_type)
             callback(StepProgress(step=step, total=len(timesteps), timestep=t, latent=x_prev, predicted_clean=x_0))
         x_t = x_prev
     return x_t

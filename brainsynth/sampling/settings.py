@@ -19,13 +19,7 @@ from brainsynth.config import MAX_GUIDANCE, SAMPLING_PRECISIONS, SAMPLING_PRECIS
 from brainsynth.devices import low_precision_issues, resolve_device, resolve_precision
 from brainsynth.errors import InvalidParameterError
 from brainsynth.sampling.loop import ProgressCallback
-from brainsynth.sampling.schedulers import (
-    SPACED_SCHEDULERS,
-    STOCHASTIC_SCHEDULERS,
-    check_scheduler_settings,
-    make_scheduler,
-)
-from brainsynth.sampling.timesteps import DEFAULT_TIMESTEP_SPACING
+from brainsynth.sampling.schedulers import SCHEDULERS, check_scheduler_settings, default_spacing, make_scheduler
 
 
 @dataclass(frozen=True)
@@ -70,7 +64,7 @@ class SamplingSettings:
     @property
     def stochastic(self) -> bool:
         """Whether the steps draw random numbers (DDPM, or DDIM with eta above 0)."""
-        return self.scheduler in STOCHASTIC_SCHEDULERS or self.eta > 0
+        return SCHEDULERS[self.scheduler].stochastic or self.eta > 0
 
     @classmethod
     def check(
@@ -121,15 +115,14 @@ class SamplingSettings:
         if target.type == "cuda":
             for issue in low_precision_issues(precision):
                 warnings.warn(issue, RuntimeWarning, stacklevel=4)
-        if timestep_spacing is None and name in SPACED_SCHEDULERS | {"pndm"}:
-            timestep_spacing = DEFAULT_TIMESTEP_SPACING
+        if timestep_spacing is None:
+            timestep_spacing = default_spacing(name)
         settings = cls(steps, name, float(eta), target, batch_size, precision, guidance, timestep_spacing, weight_dtype)
         return replace(settings, timesteps=tuple(int(t) for t in settings.make_scheduler(config).timesteps))
 
     def make_scheduler(self, config: ModelConfig):
         """A fresh solver for one run (multistep solvers keep a history)."""
-        spacing = self.timestep_spacing if self.scheduler in SPACED_SCHEDULERS else None
-        return make_scheduler(self.scheduler, config.noise_schedule, self.steps, spacing)
+        return make_scheduler(self.scheduler, config.noise_schedule, self.steps, self.timestep_spacing)
 
     def record(self, count: int) -> dict[str, Any]:
         """The settings as a result records them, for a call of ``count`` brains."""

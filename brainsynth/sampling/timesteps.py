@@ -4,7 +4,7 @@ brainsynth builds the list itself, so the same seed gives the same brain whateve
 MONAI up to 1.5 and MONAI GenerativeModels space DDIM and DDPM steps ``T // n`` apart ("leading",
 the published model's sampler), MONAI 1.6 spaces them evenly from ``T - 1`` to 0 ("linspace"). Each
 solver step then goes from the noise level the U-Net was evaluated at to the next listed one (see
-:mod:`brainsynth.sampling.solvers`), whichever spacing is chosen.
+:mod:`brainsynth.sampling.solvers.base`), whichever spacing is chosen.
 """
 
 from __future__ import annotations
