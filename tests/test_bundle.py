@@ -48,13 +48,13 @@ def test_generative_models_bundle_loads_its_pth_files_without_sums(tmp_path, old
 
 
 def test_checksums_are_checked_before_any_network_is_built(bundle_dir, monkeypatch):
-    import brainsynth.loading.bundle
+    import brainsynth.loading.assemble
 
     def refuse(settings):
         raise AssertionError("a network was built before the weight files were checked")
 
-    monkeypatch.setattr(brainsynth.loading.bundle, "build_autoencoder", refuse)
-    monkeypatch.setattr(brainsynth.loading.bundle, "build_unet", refuse)
+    monkeypatch.setattr(brainsynth.loading.assemble, "build_autoencoder", refuse)
+    monkeypatch.setattr(brainsynth.loading.assemble, "build_unet", refuse)
     path = bundle_dir / "models" / "model.pt"
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF

@@ -50,16 +50,15 @@ def load_benchmark_model(name_or_path: str, random_weights: bool, seed: int = 0)
 
     if not random_weights:
         return load_model(name_or_path)
-    from brainsynth.loading.networks import build_autoencoder, build_unet
+    from brainsynth.loading.assemble import build_networks
     from brainsynth.loading.presets import ukb_config
 
     if name_or_path != "ukb":
         raise BrainsynthError("--random-weights builds the published architecture: use it with --model ukb")
     torch.manual_seed(seed)
     config = ukb_config(name="ukb-random-weights")
-    return LatentDiffusionModel(
-        config, build_autoencoder(config.autoencoder), build_unet(config.unet), source="random weights (timing only)"
-    )
+    networks = build_networks(config)
+    return LatentDiffusionModel(config, **networks, source="random weights (timing only)")
 
 
 def _reset_peak(device: torch.device) -> None:
@@ -141,12 +140,12 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _reference(model: LatentDiffusionModel, noise: torch.Tensor, covariates: dict, device: torch.device) -> np.ndarray:
     from brainsynth.covariates import resolve_covariates
-    from brainsynth.sampling.reference import reference_sample
+    from brainsynth.sampling.reference import MonaiShaped, reference_sample
     from brainsynth.sampling.schedulers import make_scheduler
 
     normalised = resolve_covariates(model.config.covariates, covariates).normalised
     conditioning = torch.tensor([[normalised]], dtype=torch.float32, device=device)
-    scheduler = make_scheduler("ddim", model.config.noise_schedule, REFERENCE_STEPS)
+    scheduler = MonaiShaped(make_scheduler("ddim", model.config.noise_schedule, REFERENCE_STEPS))
     image = reference_sample(
         noise, model.autoencoder, model.unet, scheduler, conditioning, scale_factor=model.config.scale_factor
     )

@@ -22,9 +22,10 @@ from brainsynth.config import MAX_AXIS, ModelConfig, NoiseSchedule
 from brainsynth.covariates import generic_covariates
 from brainsynth.errors import ModelLoadError, ModelNotFoundError
 from brainsynth.files.schema import Checks, kind_of, read_json, read_yaml, shown
-from brainsynth.loading.networks import MAX_CHANNELS, build_autoencoder, build_unet, load_weights
+from brainsynth.loading.assemble import assemble_model
+from brainsynth.loading.networks import MAX_CHANNELS
 from brainsynth.loading.presets import UKB_AFFINE, UKB_COVARIATES, ukb_config
-from brainsynth.loading.weights import hash_file, read_state_dict, verify_hash
+from brainsynth.loading.weights import hash_file, verify_hash
 from brainsynth.model import LatentDiffusionModel
 
 INFERENCE_CONFIG = Path("configs") / "inference.json"
@@ -297,9 +298,4 @@ def load_bundle(directory: str | Path, *, name: str | None = None) -> LatentDiff
         else:
             hashes[net_name] = {"file": relative, "sha256": hash_file(path)}
         paths[net_name] = path
-    networks = {"autoencoder": build_autoencoder(config.autoencoder), "unet": build_unet(config.unet)}
-    for net_name, network in networks.items():
-        load_weights(network, read_state_dict(paths[net_name]), what=net_name)
-    return LatentDiffusionModel(
-        config, networks["autoencoder"], networks["unet"], source=str(directory.resolve()), weight_hashes=hashes
-    )
+    return assemble_model(config, paths, hashes, source=str(directory.resolve()))

@@ -15,14 +15,13 @@ from brainsynth.errors import ModelLoadError
 from brainsynth.files.atomic import atomic_write_files, json_bytes, staged_directory
 from brainsynth.files.replace import check_replaceable
 from brainsynth.files.schema import Checks, kind_of, read_json, shown
-from brainsynth.loading.networks import build_autoencoder, build_unet, load_weights
-from brainsynth.loading.weights import read_state_dict, safetensors_bytes, verify_hash
+from brainsynth.loading.assemble import NETWORKS, assemble_model
+from brainsynth.loading.weights import safetensors_bytes, verify_hash
 from brainsynth.model import LatentDiffusionModel
 
 MANIFEST = "model.json"
 FORMAT = "brainsynth.model"
 FORMAT_VERSION = 1
-NETWORKS = ("autoencoder", "unet")
 
 
 def is_model_dir(path: str | Path) -> bool:
@@ -91,12 +90,7 @@ def load_model_dir(directory: str | Path) -> LatentDiffusionModel:
             )
         paths[name] = directory / relative
         hashes[name] = {"file": entry["file"], "sha256": verify_hash(paths[name], entry["sha256"], "sha256")}
-    networks = {"autoencoder": build_autoencoder(config.autoencoder), "unet": build_unet(config.unet)}
-    for name, network in networks.items():
-        load_weights(network, read_state_dict(paths[name]), what=name)
-    return LatentDiffusionModel(
-        config, networks["autoencoder"], networks["unet"], source=str(directory.resolve()), weight_hashes=hashes
-    )
+    return assemble_model(config, paths, hashes, source=str(directory.resolve()))
 
 
 def default_model_card(model: LatentDiffusionModel) -> str:

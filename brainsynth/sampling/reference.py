@@ -12,6 +12,19 @@ import warnings
 
 import torch
 
+from brainsynth.sampling.solvers.base import Adapter, Solver
+
+
+class MonaiShaped(Adapter):
+    """A brainsynth solver with the MONAI scheduler's ``step`` (it returns ``(previous, None)``), as the
+    bundle's loop calls it; the benchmark gives the loop brainsynth's DDIM on the bundle's timesteps."""
+
+    def __init__(self, solver: Solver) -> None:
+        super().__init__(solver)
+
+    def step(self, model_output: torch.Tensor, timestep: int, sample: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.scheduler.step(model_output, int(timestep), sample), None
+
 
 @torch.no_grad()
 def reference_sample(
@@ -31,7 +44,8 @@ def reference_sample(
     autoencoder, unet : torch.nn.Module
         The bundle's networks (current MONAI or GenerativeModels classes).
     scheduler
-        A scheduler with its timesteps set (the bundle: DDIM, 50 steps).
+        A MONAI scheduler with its timesteps set (the bundle: DDIM, 50 steps), or a brainsynth solver
+        in :class:`MonaiShaped`.
     conditioning : torch.Tensor
         Normalised covariates, shape (B, 1, N).
     scale_factor : float
