@@ -149,3 +149,26 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision != "auto":
         return precision
     return "bfloat16" if device.type == "cpu" and cpu_has_native_bfloat16() else "float32"
+
+
+#: Precisions the networks can run in; float32 is exact, the others use autocast.
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def weight_layers(network: torch.nn.Module) -> list[torch.nn.Module]:
+    """The convolution and linear layers of a network, which hold nearly all of its weights."""
+    kinds = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)
+    return [m for m in network.modules() if isinstance(m, kinds)]
+
+
+def stored_weight_dtype(network: torch.nn.Module) -> str:
+    """The dtype a network's convolution and linear weights are stored in, e.g. ``"float32"``."""
+    return str(weight_layers(network)[0].weight.dtype).removeprefix("torch.")
+
+
+def store_weights(network: torch.nn.Module, dtype: str) -> None:
+    """Store a network's convolution and linear weights in ``dtype`` (normalisation layers stay float32)."""
+    if dtype not in PRECISIONS:
+        raise InvalidParameterError(f"weight dtype must be one of {', '.join(PRECISIONS)} (got {dtype!r})")
+    for layer in weight_layers(network):
+        layer.to(PRECISIONS[dtype] or torch.float32)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from brainsynth.covariates import resolve_covariates
 from brainsynth.errors import InvalidParameterError
 from brainsynth.files.atomic import atomic_write_bytes
 from brainsynth.files.nifti import sidecar_path
@@ -151,7 +152,7 @@ def check_rows(rows: list[Row], model: LatentDiffusionModel, extrapolate: bool) 
         seen[row.identifier] = number
         check_seed(row.seed, f"row {number} ({row.identifier}): seed")
         try:
-            model._resolve(row.covariates, extrapolate)
+            resolve_covariates(model.config.covariates, row.covariates, extrapolate=extrapolate)
         except InvalidParameterError as exc:
             raise InvalidParameterError(f"row {number} ({row.identifier}): {exc}") from None
 

@@ -26,6 +26,8 @@ import torch.nn.functional as F  # noqa: N812
 from monai.networks.blocks import Convolution
 from monai.networks.nets.autoencoderkl import AEKLResBlock
 
+from brainsynth.errors import InvalidParameterError
+
 DECODING_MODES = ("auto", "full", "split")
 SLAB_BYTES = 64 * 2**20  # largest slab (output plus input region) chosen automatically
 PLAIN_DECODE_FACTOR = 4.0  # peak memory of a plain decode, in units of its largest activation (measured: 10.5 GB
@@ -215,6 +217,24 @@ class SplitDecoder:
         )
         shortcut = projection if projected else x
         return self._conv(h, _conv3d(block.conv2), _norm_transform(h, block.norm2, silu=True), residual=shortcut)[0]
+
+
+def check_decoding(mode: str, autoencoder: torch.nn.Module) -> str:
+    """Return ``mode`` if it is one of :data:`DECODING_MODES` and this autoencoder can decode that way.
+
+    Raises
+    ------
+    InvalidParameterError
+        For another mode, or ``"split"`` with a decoder the split path cannot run.
+    """
+    if mode not in DECODING_MODES:
+        raise InvalidParameterError(f"decoding must be one of {', '.join(DECODING_MODES)} (got {mode!r})")
+    if mode == "split":
+        try:
+            check_split_supported(autoencoder)
+        except UnsupportedDecoderError as exc:
+            raise InvalidParameterError(f"decoding 'split' is not available for this model: {exc}") from exc
+    return mode
 
 
 def check_split_supported(autoencoder: torch.nn.Module) -> None:

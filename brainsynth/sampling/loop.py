@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from brainsynth.devices import PRECISIONS
 from brainsynth.errors import InvalidParameterError, SamplingCancelled
 from brainsynth.sampling.solvers.base import Solver
 
@@ -106,10 +107,6 @@ def _solver_step(
         for i, generator in enumerate(generators)
     ]
     return torch.cat(previous).to(x_t.device)
-
-
-#: Precisions the networks can run in; float32 is exact, the others use autocast.
-PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def autocast(device: torch.device, precision: str):

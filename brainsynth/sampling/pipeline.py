@@ -24,8 +24,10 @@ import numpy as np
 import torch
 
 from brainsynth._version import __version__
-from brainsynth.config import ModelConfig
+from brainsynth.config import SAMPLING_PRECISIONS, SAMPLING_PRECISIONS_TEXT, ModelConfig
 from brainsynth.covariates import ResolvedCovariates
+from brainsynth.devices import resolve_precision
+from brainsynth.errors import InvalidParameterError
 from brainsynth.result import SampleResult
 from brainsynth.sampling.decoding import SplitDecoder, choose_decoding
 from brainsynth.sampling.loop import ProgressCallback, StepProgress, autocast, denoise
@@ -61,6 +63,20 @@ def decode_latents(
         volumes.append(image[0, 0].float().cpu().numpy())
         del image
     return Decoded(np.stack(volumes).astype(np.float32, copy=False), mode)
+
+
+def decode(model: LatentDiffusionModel, latents: torch.Tensor, precision: str = "float32") -> np.ndarray:
+    """Check and decode latents as :meth:`~brainsynth.model.LatentDiffusionModel.decode` documents."""
+    if precision not in SAMPLING_PRECISIONS:
+        raise InvalidParameterError(f"precision must be one of {SAMPLING_PRECISIONS_TEXT} (got {precision!r})")
+    latent_shape = tuple(model.config.latent_shape)
+    if not isinstance(latents, torch.Tensor) or latents.ndim != 5 or tuple(latents.shape[1:]) != latent_shape:
+        got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+        raise InvalidParameterError(
+            f"latents must be a tensor of shape (B, {', '.join(map(str, latent_shape))}) (got {got})"
+        )
+    precision = resolve_precision(precision, latents.device)
+    return decode_latents(model.autoencoder, latents, model.config, precision, model.decoding).volumes
 
 
 def run(
