@@ -28,11 +28,13 @@ from brainsynth.errors import (
 from brainsynth.loading.model_dir import save_model_dir
 from brainsynth.loading.names import load_model
 from brainsynth.model import LatentDiffusionModel
+from brainsynth.progress import Cancellation, WorkProgress
 from brainsynth.result import SampleResult
 from brainsynth.sampling.loop import ProgressCallback, StepProgress
 
 __all__ = [
     "BrainsynthError",
+    "Cancellation",
     "ChecksumError",
     "CovariateSpec",
     "DeviceUnavailableError",
@@ -48,6 +50,7 @@ __all__ = [
     "SampleResult",
     "SamplingCancelled",
     "StepProgress",
+    "WorkProgress",
     "__version__",
     "load_model",
     "save_model_dir",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from brainsynth.files.nifti import sidecar_path
 from brainsynth.files.paths import check_output_name
 from brainsynth.files.tables import SAFE_ID, read_table
 from brainsynth.model import LatentDiffusionModel
+from brainsynth.progress import WorkCallback, item_steps, report
 from brainsynth.sampling.noise import check_seed
 
 ID_COLUMNS = ("id", "participant_id")
@@ -224,7 +224,7 @@ def generate_dataset(
     shard: tuple[int, int] = (1, 1),
     batch_size: int = 1,
     extrapolate: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    callback: WorkCallback | None = None,
     **sampling: Any,
 ) -> dict[str, int]:
     """Generate a dataset into ``output``; returns counts of rows ``written``, ``skipped`` and ``total``.
@@ -247,8 +247,11 @@ def generate_dataset(
         Brains per network pass.
     extrapolate : bool
         Allow covariates beyond the training range.
-    progress : callable, optional
-        Called as ``progress(done, todo)`` after each batch.
+    callback : callable, optional
+        Called with a :class:`~brainsynth.progress.WorkProgress` (``unit="brain"``) after each
+        denoising step (``step`` set) and after each written batch; raise
+        :class:`~brainsynth.errors.SamplingCancelled` in it to stop. Brains already written stay, the
+        batch being sampled is not written, and running the same request again resumes.
     **sampling
         ``steps``, ``scheduler``, ``eta``, ``device``.
     """
@@ -276,17 +279,18 @@ def generate_dataset(
     todo = [r for r in mine if not _done(output / f"{r.identifier}.nii.gz")]
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
+        message = f"sampling {batch[0].identifier}" + (f" to {batch[-1].identifier}" if len(batch) > 1 else "")
         result = model.sample_batch(
             [r.covariates for r in batch],
             [r.seed for r in batch],
             batch_size=batch_size,
             extrapolate=extrapolate,
+            callback=item_steps(callback, start, len(todo), "brain", message),
             **sampling,
         )
         for index, row in enumerate(batch):
             result[index].save(output / f"{row.identifier}.nii.gz", overwrite=True)
-        if progress is not None:
-            progress(min(start + batch_size, len(todo)), len(todo))
+        report(callback, start + len(batch), len(todo), "brain", f"wrote {batch[-1].identifier}")
     return {"written": len(todo), "skipped": len(mine) - len(todo), "total": len(rows)}
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from brainsynth.cli.parser import COVARIATE_FLAGS
-from brainsynth.cli.progress import progress_bar
+from brainsynth.cli.progress import progress_bar, work_bar
 from brainsynth.cli.training import run_cohort, run_evaluate, run_export, run_train
 from brainsynth.controls import result_title
 from brainsynth.devices import available_devices, low_precision_issues, resolve_device
@@ -176,7 +176,6 @@ def run_interpolate(args: argparse.Namespace) -> int:
 
 def run_generate(args: argparse.Namespace) -> int:
     """``brainsynth generate``."""
-    from tqdm.auto import tqdm
 
     from brainsynth.generate import generate_dataset, parse_shard
 
@@ -186,15 +185,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.device != "cpu" and "LOCAL_RANK" in os.environ and options["device"] in ("auto", "cuda"):
         options["device"] = f"cuda:{os.environ['LOCAL_RANK']}" if torch.cuda.is_available() else "cpu"
     model = _load_for_sampling(args)
-    bar = None if args.quiet else tqdm(unit="brain", desc=f"shard {shard[0]}/{shard[1]}")
-
-    def progress(done: int, todo: int) -> None:
-        if bar is not None:
-            bar.total = todo
-            bar.n = done
-            bar.refresh()
-
-    try:
+    with work_bar(f"shard {shard[0]}/{shard[1]}", args.quiet) as callback:
         counts = generate_dataset(
             model,
             args.output,
@@ -204,12 +195,9 @@ def run_generate(args: argparse.Namespace) -> int:
             shard=shard,
             batch_size=batch_size,
             extrapolate=args.extrapolate,
-            progress=progress,
+            callback=callback,
             **options,
         )
-    finally:
-        if bar is not None:
-            bar.close()
     print(
         f"shard {shard[0]}/{shard[1]}: wrote {counts['written']}, skipped {counts['skipped']} already done "
         f"(of {counts['total']} rows) in {args.output}"

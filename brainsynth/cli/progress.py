@@ -1,4 +1,5 @@
-"""A tqdm progress bar driven by the sampler's step callback, with the decode shown as its own stage."""
+"""tqdm progress bars driven by the progress callbacks: a sampling call's steps (with the decode shown as its
+own stage), and the items of long work (brains of a dataset, subjects of a cohort, stages of an evaluation)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
+from brainsynth.progress import WorkCallback, WorkProgress
 from brainsynth.sampling.loop import ProgressCallback, StepProgress
 
 #: Seconds between redraws of the decoding stage's clock.
@@ -67,5 +69,34 @@ def progress_bar(description: str, quiet: bool = False) -> Iterator[ProgressCall
     finally:
         for stage in stages:
             stage.close()
+        for bar in bars:
+            bar.close()
+
+
+@contextmanager
+def work_bar(description: str, quiet: bool = False) -> Iterator[WorkCallback | None]:
+    """Yield a callback of long work (:class:`~brainsynth.progress.WorkProgress`) that draws one bar of
+    its items on stderr, with the current denoising step or message beside it (``None`` when quiet)."""
+    if quiet:
+        yield None
+        return
+    bars: list[tqdm] = []
+
+    def update(progress: WorkProgress) -> None:
+        if not bars:
+            bars.append(
+                tqdm(desc=description, total=progress.total, unit=progress.unit, file=sys.stderr, dynamic_ncols=True)
+            )
+        bar = bars[0]
+        if bar.total != progress.total:
+            bar.reset(total=progress.total)
+        bar.n = progress.done
+        step = progress.step
+        bar.set_postfix_str(f"step {step.step}/{step.total}" if step is not None else progress.message, refresh=False)
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
         for bar in bars:
             bar.close()

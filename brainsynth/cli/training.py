@@ -14,24 +14,14 @@ def run_cohort(args: argparse.Namespace) -> int:
     """``brainsynth cohort``."""
     import time
 
-    from tqdm.auto import tqdm
-
+    from brainsynth.cli.progress import work_bar
     from brainsynth.synthetic.cohort import generate_cohort
 
     started = time.perf_counter()
-    bar = None if args.quiet else tqdm(total=args.n, unit="subject")
-
-    def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.update(1)
-
-    try:
+    with work_bar("cohort", args.quiet) as callback:
         folder = generate_cohort(
-            args.n, args.output, spacing=args.spacing, seed=args.seed, overwrite=args.overwrite, progress=progress
+            args.n, args.output, spacing=args.spacing, seed=args.seed, overwrite=args.overwrite, callback=callback
         )
-    finally:
-        if bar is not None:
-            bar.close()
     elapsed = time.perf_counter() - started
     print(f"wrote {args.n} subjects to {folder} in {elapsed:.1f} s ({elapsed / args.n:.2f} s per subject)")
     if args.png:
@@ -91,6 +81,18 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stage_printer():
+    """A callback of long work that prints one line per stage (``evaluating: <stage>``)."""
+    shown: list[str] = []
+
+    def show(progress) -> None:
+        if progress.step is None and progress.message and progress.message not in shown:
+            shown.append(progress.message)
+            print(f"evaluating: {progress.message}", flush=True)
+
+    return show
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """``brainsynth evaluate``."""
     from brainsynth.evaluation.report import check_request, evaluate_model
@@ -113,7 +115,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         guidance=args.guidance,
         overwrite=args.overwrite,
-        progress=lambda text: print(f"evaluating: {text}", flush=True),
+        callback=_stage_printer(),
     )
     print(f"wrote {Path(args.output) / 'report.md'}")
     for item in report.fidelity:

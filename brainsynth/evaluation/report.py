@@ -38,6 +38,8 @@ from brainsynth.evaluation.denoising import DenoisingError, denoising_errors
 from brainsynth.evaluation.metrics import mean_pairwise_ms_ssim, psnr, ssim
 from brainsynth.files.paths import check_output_name
 from brainsynth.model import LatentDiffusionModel
+from brainsynth.progress import WorkCallback, item_steps, report
+from brainsynth.sampling.loop import StepProgress
 from brainsynth.sampling.noise import check_seed
 from brainsynth.sampling.settings import check_guidance
 
@@ -155,7 +157,7 @@ def evaluate_model(
     device: str = "auto",
     guidance: float | None = None,
     overwrite: bool = False,
-    progress: Callable[[str], None] | None = None,
+    callback: WorkCallback | None = None,
 ) -> EvaluationReport:
     """Evaluate a model and write ``report.md``, ``report.json`` and figures into ``output``.
 
@@ -184,8 +186,10 @@ def evaluate_model(
         Classifier-free guidance scale of the samples (default: the model's).
     overwrite : bool
         Replace an existing report folder's files.
-    progress : callable, optional
-        Called with a short text before each stage.
+    callback : callable, optional
+        Called with a :class:`~brainsynth.progress.WorkProgress` (``unit="stage"``, the stage's name
+        as ``message``) before each stage and after each denoising step of its samples; raise
+        :class:`~brainsynth.errors.SamplingCancelled` in it to stop (no report is written then).
     """
     covariates = list(MEASURABLE) if covariates is None else covariates
     check_request(model, n, covariates, fidelity)
@@ -199,7 +203,8 @@ def evaluate_model(
     if (output / "report.md").exists() and not overwrite:
         raise OutputExistsError(f"{output / 'report.md'} exists; pass overwrite=True (--overwrite) to replace it")
     output.mkdir(exist_ok=True)
-    say = progress or (lambda text: None)
+    stages = _Stages(callback, fidelity, covariates)
+    say = stages.start
 
     say("reading held-out images")
     data_path, images, count = _real_images(model, data, n, seed, output)
@@ -211,7 +216,7 @@ def evaluate_model(
         model, images.images(torch.arange(count)), images.covariates[:count], device=resolve_device(device), seed=seed
     )
     say("diversity")
-    samples, seconds = _diverse_samples(model, images, n, seed, device, guidance)
+    samples, seconds = _diverse_samples(model, images, n, seed, device, guidance, stages.steps())
     report = EvaluationReport(
         model=model.name,
         n=n,
@@ -247,9 +252,37 @@ def evaluate_model(
             real_values = [_field(real_measured[i % len(real)], MEASURABLE[name]) for i in range(n)]
             report.fidelity.append(_fidelity_of(name, recorded[name], sample_measured, real_values))
         else:
-            report.fidelity.append(_swept_fidelity(model, name, recorded[name], n, seed, device, measure, guidance))
+            report.fidelity.append(
+                _swept_fidelity(model, name, recorded[name], n, seed, device, measure, guidance, stages.steps())
+            )
+    say("writing the report")
     _write(report, output, model, real, reconstructions, samples)
     return report
+
+
+class _Stages:
+    """The stages of one evaluation, reported to a callback of long work as they start."""
+
+    def __init__(self, callback: WorkCallback | None, fidelity: str, covariates: list[str]) -> None:
+        self.callback = callback
+        self.names = [
+            "reading held-out images",
+            "reconstruction",
+            "denoising by noise level",
+            "diversity",
+            "measuring the real images",
+            *(["measuring the samples"] if fidelity == "cohort" else []),
+            *(f"fidelity of {name}" for name in covariates),
+            "writing the report",
+        ]
+        self.current = self.names[0]
+
+    def start(self, name: str) -> None:
+        self.current = name
+        report(self.callback, self.names.index(name), len(self.names), "stage", name)
+
+    def steps(self) -> Callable[[StepProgress], None] | None:
+        return item_steps(self.callback, self.names.index(self.current), len(self.names), "stage", self.current)
 
 
 def _reconstruction(model: LatentDiffusionModel, real: list[np.ndarray], device: str):
@@ -265,7 +298,7 @@ def _reconstruction(model: LatentDiffusionModel, real: list[np.ndarray], device:
     return float(np.mean([v[0] for v in values])), float(np.mean([v[1] for v in values])), reconstructions
 
 
-def _diverse_samples(model: LatentDiffusionModel, images, n: int, seed: int, device: str, guidance: float):
+def _diverse_samples(model: LatentDiffusionModel, images, n: int, seed: int, device: str, guidance: float, callback):
     """n samples with the covariates of real subjects (cycled), one per seed; median seconds per sample."""
     specs = model.config.covariates
     samples, seconds = [], []
@@ -276,7 +309,10 @@ def _diverse_samples(model: LatentDiffusionModel, images, n: int, seed: int, dev
             for s, v in zip(specs, normalised, strict=True)
         }
         started = time.perf_counter()
-        samples.append(model.sample(values, seed=seed + i, device=device, guidance=guidance, extrapolate=True).volume)
+        sample = model.sample(
+            values, seed=seed + i, device=device, guidance=guidance, extrapolate=True, callback=callback
+        )
+        samples.append(sample.volume)
         seconds.append(time.perf_counter() - started)
     return samples, float(np.median(seconds))
 
@@ -305,14 +341,19 @@ def _fidelity_of(name: str, requested: list[float], measured: list[Any], real: l
 
 
 def _swept_fidelity(
-    model, name: str, recorded: list[float], n: int, seed: int, device: str, measure, guidance: float = 1.0
+    model, name: str, recorded: list[float], n: int, seed: int, device: str, measure, guidance: float, callback
 ) -> Fidelity:
     """One covariate evenly over the held-out subjects' range, the others at their defaults."""
     requested = np.linspace(min(recorded), max(recorded), n).tolist()
     measured = [
         measure(
             model.sample(
-                {name: value}, seed=seed + 1000 + i, device=device, guidance=guidance, extrapolate=True
+                {name: value},
+                seed=seed + 1000 + i,
+                device=device,
+                guidance=guidance,
+                extrapolate=True,
+                callback=callback,
             ).volume,
             model.config.affine_array,
         )

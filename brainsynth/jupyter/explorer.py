@@ -16,6 +16,7 @@ from brainsynth.devices import available_devices
 from brainsynth.errors import BrainsynthError, SamplingCancelled
 from brainsynth.loading.names import load_model
 from brainsynth.model import LatentDiffusionModel
+from brainsynth.progress import Cancellation
 from brainsynth.result import SampleResult
 from brainsynth.sampling.loop import StepProgress
 from brainsynth.sampling.schedulers import SCHEDULERS
@@ -103,7 +104,7 @@ class Explorer:
         self.view = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.result: SampleResult | None = None
         self._thread: threading.Thread | None = None
-        self._cancel = threading.Event()
+        self._cancel = Cancellation()
         self.random_seed.on_click(lambda _: setattr(self.seed, "value", random.randint(0, limits.max_seed)))
         self.generate_button.on_click(lambda _: self.generate())
         self.cancel_button.on_click(lambda _: self.cancel())
@@ -151,7 +152,7 @@ class Explorer:
         """
         if self._thread is not None and self._thread.is_alive():
             return None
-        self._cancel.clear()
+        self._cancel.reset()
         self.progress.max, self.progress.value = int(self.steps.value), 0
         self.generate_button.disabled, self.cancel_button.disabled = True, False
         self.status.value = "sampling..."
@@ -170,11 +171,9 @@ class Explorer:
 
     def cancel(self) -> None:
         """Stop sampling at the next step; the previous result stays."""
-        self._cancel.set()
+        self._cancel.cancel()
 
     def _on_step(self, progress: StepProgress) -> None:
-        if self._cancel.is_set():
-            raise SamplingCancelled("cancelled")
         self.progress.value = progress.step
 
     def _run(self) -> None:
@@ -187,7 +186,7 @@ class Explorer:
                 device=self.device.value,
                 guidance=float(self.guidance.value),
                 extrapolate=bool(self.extrapolate.value),
-                callback=self._on_step,
+                callback=self._cancel.watch(self._on_step),
             )
         except SamplingCancelled:
             self.status.value = "cancelled"

@@ -1,10 +1,10 @@
-"""Turning a callback-driven sampling call into a generator that yields once per step.
+"""Turning a callback-driven call into a generator that yields once per progress report.
 
 GUI faces run long work in generator workers (napari's ``thread_worker``) that yield progress and stop
-when the generator is closed. :func:`iterate_steps` runs ``model.sample``, ``model.traverse`` or
-``model.interpolate`` in a helper thread, yields each :class:`~brainsynth.sampling.loop.StepProgress`, and
-returns the call's result. Closing the generator cancels the call at its next step; nothing is
-returned then.
+when the generator is closed. :func:`iterate_steps` runs any call of the progress contract
+(:mod:`brainsynth.progress`: ``model.sample``, ``model.traverse``, ``generate_dataset``, ...) in a
+helper thread, yields each progress value it reports, and returns the call's result. Closing the
+generator cancels the call at its next step; nothing is returned then.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
-from brainsynth.errors import SamplingCancelled
+from brainsynth.progress import Cancellation
 from brainsynth.sampling.loop import StepProgress
 
 Result = TypeVar("Result")
@@ -48,13 +48,9 @@ def iterate_steps(function: Callable[..., Result], *args: Any, **kwargs: Any) ->
     if "callback" in kwargs:
         raise TypeError("iterate_steps passes its own callback; do not give one")
     messages: queue.Queue[tuple[str, Any]] = queue.Queue()
-    cancelled = threading.Event()
+    switch = Cancellation()
     outcome: dict[str, Any] = {}
-
-    def callback(progress: StepProgress) -> None:
-        if cancelled.is_set():
-            raise SamplingCancelled("cancelled")
-        messages.put(("step", progress))
+    callback = switch.watch(lambda progress: messages.put(("step", progress)))
 
     def target() -> None:
         try:
@@ -73,7 +69,7 @@ def iterate_steps(function: Callable[..., Result], *args: Any, **kwargs: Any) ->
                 break
             yield item
     finally:
-        cancelled.set()  # a consumer that stops early cancels the call at its next step
+        switch.cancel()  # a consumer that stops early cancels the call at its next step
         worker.join()
     if "error" in outcome:
         raise outcome["error"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from brainsynth.errors import InvalidParameterError
 from brainsynth.files.atomic import staged_directory
 from brainsynth.files.nifti import nifti_bytes
 from brainsynth.files.replace import check_replaceable
+from brainsynth.progress import WorkCallback, report
 from brainsynth.synthetic.anatomy import cohort_grid, draw_subject, synthesize_subject
 
 PARTICIPANT_COLUMNS = ("participant_id", "sex", "age", "ventricular_volume_ml", "brain_volume_ml")
@@ -60,7 +60,7 @@ def generate_cohort(
     spacing: float = 2.0,
     seed: int = 0,
     overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    callback: WorkCallback | None = None,
 ) -> Path:
     """Generate ``n`` synthetic subjects and write them as a BIDS-like folder.
 
@@ -77,8 +77,9 @@ def generate_cohort(
         Seed of the whole cohort: the same seed gives the same subjects.
     overwrite : bool
         Replace an existing non-empty folder.
-    progress : callable, optional
-        Called as ``progress(done, total)`` after each subject.
+    callback : callable, optional
+        Called with a :class:`~brainsynth.progress.WorkProgress` (``unit="subject"``) after each subject;
+        raise :class:`~brainsynth.errors.SamplingCancelled` in it to stop (nothing is written then).
 
     Returns
     -------
@@ -122,8 +123,7 @@ def generate_cohort(
                     "intracranial_volume_ml": subject["intracranial_volume_ml"],
                 }
             )
-            if progress is not None:
-                progress(index, n)
+            report(callback, index, n, "subject", f"made {participant}")
         _write_tables(
             staging,
             rows,
