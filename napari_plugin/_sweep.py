@@ -125,7 +125,7 @@ class TraverseWidget(_SweepWidget):
         names = numeric_covariates(model)
         self.covariate.reset_choices()
         if names:
-            self.covariate.value = "ventricular_volume" if "ventricular_volume" in names else names[0]
+            self.covariate.value = names[0]  # the model's first numeric covariate
             self._default_range()
 
     def _default_range(self) -> None:

@@ -279,8 +279,8 @@ def test_traverse_shows_its_sweep_choice(make_napari_viewer):
     viewer = make_napari_viewer(show=True)
     widget = _dock(viewer, "Traverse")
     viewer.add_image(np.zeros((4, 4, 4), np.float32))
-    assert widget.covariate.native.currentText() == "Ventricular volume (ml)"
-    assert widget.covariate.value == "ventricular_volume"
-    assert "age" in widget.covariate.choices
-    spec = widget.model_controls.model.config.covariate("ventricular_volume")
+    assert widget.covariate.native.currentText() == "Age (years)"
+    assert widget.covariate.value == "age"  # the demo model's first numeric covariate
+    assert "ventricular_volume" in widget.covariate.choices
+    spec = widget.model_controls.model.config.covariate("age")
     assert (widget.start_value.value, widget.stop_value.value) == pytest.approx((spec.low, spec.high), abs=0.01)

@@ -3,6 +3,7 @@ every face: the API, the command line, dataset generation, the benchmark, Jupyte
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -54,8 +55,8 @@ def test_command_line_and_generate_use_its_covariates(own_model_dir, tmp_path):
         own_model_dir,
         "--age",
         "40",
-        "--set",
-        "lesion_volume=8",
+        "--lesion-volume",
+        "8",
         "--steps",
         "2",
         "--seed",
@@ -64,6 +65,33 @@ def test_command_line_and_generate_use_its_covariates(own_model_dir, tmp_path):
         tmp_path / "b.nii.gz",
     )
     assert nib.load(tmp_path / "b.nii.gz").shape == (16, 16, 16)
+    assert json.loads((tmp_path / "b.json").read_text())["covariates"] == {"age": 40.0, "lesion_volume": 8.0}
+    usage = _cli("interpolate", "--model", own_model_dir, "--help").stdout
+    assert "--lesion-volume ML" in usage
+    assert "--lesion-volume-b ML" in usage
+    assert "Lesion volume: 0 to 40 ml; default 5.0" in usage
+    assert "--sex" not in usage
+    assert "--ventricular-volume" not in usage
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "brainsynth",
+            "sample",
+            "--model",
+            str(own_model_dir),
+            "--sex",
+            "male",
+            "-o",
+            "x.nii.gz",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert refused.returncode == 2
+    assert "unrecognized arguments: --sex male" in refused.stderr
     _cli(
         "traverse",
         "--model",

@@ -10,14 +10,35 @@ import sys
 from collections.abc import Sequence
 
 from brainsynth.cli.commands import COMMANDS
-from brainsynth.cli.parser import build_parser
+from brainsynth.cli.parser import build_parser, model_of
+from brainsynth.covariates import CovariateSpec
 from brainsynth.errors import BrainsynthError
+
+
+def _covariates_of(model: str | None) -> tuple[tuple[CovariateSpec, ...], BrainsynthError | None]:
+    """The covariates of the model a command names, read from its configuration alone, or why they
+    cannot be read (none for commands that take no model)."""
+    if model is None:
+        return (), None
+    from brainsynth.loading.names import read_model_config
+
+    try:
+        return read_model_config(model).covariates, None
+    except BrainsynthError as exc:
+        return (), exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    covariates, unreadable = _covariates_of(model_of(argv))
+    parser = build_parser(covariates)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and unreadable is not None:  # covariate flags of a model that cannot be read: say why
+        print(f"brainsynth {args.command}: error: {unreadable}", file=sys.stderr)
+        return 1
+    if unknown:
+        parser.parse_args(argv)  # exits with argparse's usage message
     try:
         return COMMANDS[args.command](args)
     except BrainsynthError as exc:

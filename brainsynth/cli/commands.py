@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from brainsynth.cli.parser import COVARIATE_FLAGS
+from brainsynth.cli.parser import COVARIATE_DEST
 from brainsynth.cli.progress import progress_bar, work_bar
 from brainsynth.cli.training import run_cohort, run_evaluate, run_export, run_train
 from brainsynth.controls import result_title
@@ -38,10 +38,10 @@ def _number_or_text(text: str) -> float | str:
 
 def _covariates(args: argparse.Namespace, suffix: str = "") -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for name in COVARIATE_FLAGS:
-        value = getattr(args, name + suffix.replace("-", "_"), None)
-        if value is not None:
-            values[name] = int(value) if name == "sex" and value in ("0", "1") else value
+    prefix = COVARIATE_DEST.format(suffix, "")
+    for dest, value in vars(args).items():
+        if dest.startswith(prefix) and value is not None:
+            values[dest.removeprefix(prefix)] = int(value) if isinstance(value, str) and value.isdigit() else value
     for item in getattr(args, "assignments", []) if not suffix else []:
         name, sep, text = item.partition("=")
         if not sep or not name:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Sequence
+from typing import Any
 
 from brainsynth._version import __version__
 from brainsynth.config import SAMPLING_PRECISIONS
+from brainsynth.covariates import CovariateSpec
 from brainsynth.devices import DEVICE_CHOICES
 from brainsynth.errors import InvalidParameterError
 from brainsynth.files.nifti import OUTPUT_DTYPES
@@ -14,13 +18,8 @@ from brainsynth.loading.hub import MODEL_NAMES
 from brainsynth.sampling.schedulers import SCHEDULERS
 from brainsynth.sampling.timesteps import TIMESTEP_SPACINGS
 
-#: Command-line flags of the covariates of the demo and published models, and their names.
-COVARIATE_FLAGS = {
-    "sex": "sex",
-    "age": "age",
-    "ventricular_volume": "ventricular-volume",
-    "brain_volume": "brain-volume",
-}
+#: Where a covariate flag stores its value: ``COVARIATE_DEST.format(suffix, name)``.
+COVARIATE_DEST = "covariate{}:{}"
 
 EXAMPLES = {
     "sample": """examples:
@@ -76,17 +75,9 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_covariates(parser: argparse.ArgumentParser, suffix: str = "", what: str = "") -> None:
+def _add_covariates(parser: argparse.ArgumentParser, suffix: str = "", what: str = "") -> argparse._ArgumentGroup:
+    """The group of covariate options; the model's own flags are added to it last (:func:`_add_covariate_flags`)."""
     group = parser.add_argument_group(f"covariates{what} (real units; defaults from the model)")
-    group.add_argument(f"--sex{suffix}", metavar="{female,male}", help="female or male (or 0/1)")
-    group.add_argument(f"--age{suffix}", type=float, metavar="YEARS", help="age in years")
-    group.add_argument(f"--ventricular-volume{suffix}", type=float, metavar="ML", help="ventricular CSF volume, ml")
-    group.add_argument(
-        f"--brain-volume{suffix}",
-        type=float,
-        metavar="ML",
-        help="grey + white matter volume normalised for head size, ml",
-    )
     if not suffix:
         group.add_argument(
             "--set",
@@ -101,6 +92,24 @@ def _add_covariates(parser: argparse.ArgumentParser, suffix: str = "", what: str
             action="store_true",
             help="allow values beyond the training range (recorded in the sidecar)",
         )
+    return group
+
+
+def _add_covariate_flags(group: argparse._ArgumentGroup, covariates: Sequence[CovariateSpec], suffix: str) -> None:
+    """One flag per covariate of the model (``--age``, ``--lesion-volume``); a name that would clash
+    with another option of the command is left to ``--set``."""
+    for spec in covariates:
+        default = "" if spec.default is None or suffix else f"; default {spec.default}"
+        options: dict[str, Any] = {
+            "dest": COVARIATE_DEST.format(suffix, spec.name),
+            "help": f"{spec.label}: {spec.describe_range()}{default}",
+        }
+        if spec.categorical:
+            options["metavar"] = "{" + ",".join(spec.choices) + "}"
+        else:
+            options.update(type=float, metavar=(spec.unit or "value").upper().replace(" ", "_"))
+        with contextlib.suppress(argparse.ArgumentError):
+            group.add_argument(f"--{spec.name.replace('_', '-')}{suffix}", **options)
 
 
 def _add_sampling(parser: argparse.ArgumentParser) -> None:
@@ -246,9 +255,8 @@ def _add_training_commands(subparsers) -> None:
     evaluate.add_argument("--data", metavar="DIR", help="held-out real images (default: a fresh synthetic cohort)")
     evaluate.add_argument(
         "--covariates",
-        default="ventricular_volume,brain_volume",
         metavar="A,B",
-        help="covariates whose fidelity is measured",
+        help="covariates whose fidelity is measured (default: those of the model the segmenter measures)",
     )
     evaluate.add_argument(
         "--fidelity",
@@ -279,8 +287,12 @@ def _add_training_commands(subparsers) -> None:
     export.add_argument("--overwrite", action="store_true", help="replace an existing folder")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the ``brainsynth`` argument parser with its subcommands."""
+def build_parser(covariates: Sequence[CovariateSpec] = ()) -> argparse.ArgumentParser:
+    """Build the ``brainsynth`` argument parser with its subcommands.
+
+    ``covariates`` are the covariate specs of the model the command names (its ``--model``): sample,
+    traverse and interpolate get one flag per covariate; any covariate can also be given with ``--set``.
+    """
     parser = argparse.ArgumentParser(
         prog="brainsynth",
         description="Explore 3D brain-MRI latent diffusion models: sample brains conditioned on sex, age, "
@@ -292,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = _subparser(subparsers, "sample", "Generate brains and save them as NIfTI with a JSON sidecar.")
     _add_model(sample)
-    _add_covariates(sample)
+    flags = [(_add_covariates(sample), "")]
     sample.add_argument("--seed", type=int, metavar="N", help="seed of the initial noise (default: random, recorded)")
     _add_sampling(sample)
     _add_output(sample, "output .nii/.nii.gz file (with --batch-size > 1: numbered files), or a folder")
@@ -304,14 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="sweep",
         required=True,
         metavar="NAME",
-        help="covariate to sweep, e.g. age or ventricular_volume",
+        help="covariate to sweep" + (f": {', '.join(c.name for c in covariates)}" if covariates else ""),
     )
     values = traverse.add_argument_group("values (either a list or a range)")
     values.add_argument("--values", metavar="V1,V2,...", help="comma-separated values in real units")
     values.add_argument("--start", type=float, metavar="A", help="first value")
     values.add_argument("--stop", type=float, metavar="B", help="last value")
     values.add_argument("--frames", type=int, metavar="N", help="number of values from start to stop")
-    _add_covariates(traverse)
+    flags.append((_add_covariates(traverse), ""))
     traverse.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the shared noise (default 0)")
     _add_sampling(traverse)
     _add_output(traverse, "a .nii/.nii.gz file (one 4D volume, frames last) or a folder (one file per frame)")
@@ -321,8 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     interpolate.add_argument("--seed-a", type=int, required=True, metavar="N", help="seed of the first brain")
     interpolate.add_argument("--seed-b", type=int, required=True, metavar="N", help="seed of the last brain")
     interpolate.add_argument("--frames", type=int, default=8, metavar="N", help="number of brains (default 8)")
-    _add_covariates(interpolate)
-    _add_covariates(interpolate, suffix="-b", what=" at the end (default: the same as at the start)")
+    flags.append((_add_covariates(interpolate), ""))
+    flags.append(
+        (_add_covariates(interpolate, suffix="-b", what=" at the end (default: the same as at the start)"), "-b")
+    )
     _add_sampling(interpolate)
     _add_output(interpolate, "a .nii/.nii.gz file (one 4D volume, frames last) or a folder (one file per frame)")
 
@@ -417,4 +431,16 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument(
         "--dir", type=output_path, metavar="FOLDER", help="where to put it (default: brainsynth's cache)"
     )
+    for group, suffix in flags:  # last, so that a covariate never takes the flag of another option
+        _add_covariate_flags(group, covariates, suffix)
     return parser
+
+
+def model_of(argv: Sequence[str]) -> str | None:
+    """The ``--model`` a sample, traverse or interpolate command line names (``"demo"`` by default), or
+    ``None`` for the other commands (they take no covariate flags)."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("command", nargs="?")
+    early.add_argument("--model", default="demo")
+    known, _ = early.parse_known_args(list(argv))
+    return known.model if known.command in ("sample", "traverse", "interpolate") else None

@@ -98,7 +98,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from brainsynth.evaluation.report import check_request, evaluate_model
     from brainsynth.loading.names import load_model
 
-    covariates = [c.strip() for c in args.covariates.split(",") if c.strip()]
+    covariates = None if args.covariates is None else [c.strip() for c in args.covariates.split(",") if c.strip()]
     if isinstance(args.n, int) and args.n < 2:
         raise InvalidParameterError(f"--n must be at least 2 (pairs are compared; got {args.n})")
     model = load_model(args.model)

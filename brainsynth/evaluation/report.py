@@ -113,8 +113,14 @@ def _field(measured: Any, name: str) -> float:
     return float(measured[name] if isinstance(measured, dict) else getattr(measured, name))
 
 
-def check_request(model: LatentDiffusionModel, n: int, covariates: list[str], fidelity: str = "cohort") -> None:
+def fidelity_covariates(model: LatentDiffusionModel, covariates: list[str] | None) -> list[str]:
+    """The covariates whose fidelity is measured: those asked for, or the model's that the segmenter measures."""
+    return [c for c in MEASURABLE if c in model.config.covariate_names] if covariates is None else list(covariates)
+
+
+def check_request(model: LatentDiffusionModel, n: int, covariates: list[str] | None, fidelity: str = "cohort") -> None:
     """Refuse nonsensical evaluation requests before any compute."""
+    covariates = fidelity_covariates(model, covariates)
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise InvalidParameterError(f"n must be an integer of at least 2 (pairs are compared; got {n!r})")
     if fidelity not in FIDELITY_DESIGNS:
@@ -172,7 +178,7 @@ def evaluate_model(
     data : str or Path, optional
         BIDS-like folder of real images not used in training; by default a fresh synthetic cohort.
     covariates : list of str, optional
-        Covariates whose fidelity is measured (default: ventricular and brain volume).
+        Covariates whose fidelity is measured (default: those of the model the segmenter measures).
     fidelity : {"cohort", "sweep"}
         How the requested values are chosen (see the module's description): the held-out subjects'
         covariates, or one covariate swept over their range with the others at the defaults.
@@ -191,7 +197,7 @@ def evaluate_model(
         as ``message``) before each stage and after each denoising step of its samples; raise
         :class:`~brainsynth.errors.SamplingCancelled` in it to stop (no report is written then).
     """
-    covariates = list(MEASURABLE) if covariates is None else covariates
+    covariates = fidelity_covariates(model, covariates)
     check_request(model, n, covariates, fidelity)
     guidance = check_guidance(model.config, guidance)
     measure = load_segmenter(segmenter)

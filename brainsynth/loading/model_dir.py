@@ -73,10 +73,7 @@ def load_model_dir(directory: str | Path) -> LatentDiffusionModel:
     """
     directory = Path(directory)
     manifest = read_manifest(directory)
-    try:
-        config = ModelConfig.from_dict(manifest["config"])
-    except ModelLoadError as exc:
-        raise ModelLoadError(f"{directory / MANIFEST}: {exc}") from exc
+    config = _config_of(manifest, directory)
     weights = manifest["weights"]
     hashes: dict[str, dict[str, str]] = {}
     paths: dict[str, Path] = {}
@@ -91,6 +88,19 @@ def load_model_dir(directory: str | Path) -> LatentDiffusionModel:
         paths[name] = directory / relative
         hashes[name] = {"file": entry["file"], "sha256": verify_hash(paths[name], entry["sha256"], "sha256")}
     return assemble_model(config, paths, hashes, source=str(directory.resolve()))
+
+
+def model_dir_config(directory: str | Path) -> ModelConfig:
+    """The checked configuration of a model directory, without reading its weights."""
+    directory = Path(directory)
+    return _config_of(read_manifest(directory), directory)
+
+
+def _config_of(manifest: dict[str, Any], directory: Path) -> ModelConfig:
+    try:
+        return ModelConfig.from_dict(manifest["config"])
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{directory / MANIFEST}: {exc}") from exc
 
 
 def default_model_card(model: LatentDiffusionModel) -> str:
