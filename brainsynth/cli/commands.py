@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from brainsynth.cli.parser import COVARIATE_DEST
+from brainsynth.cli.options import COVARIATE_DEST
 from brainsynth.cli.progress import progress_bar, work_bar
 from brainsynth.cli.training import run_cohort, run_evaluate, run_export, run_train
 from brainsynth.controls import result_title

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from collections.abc import Sequence
-from typing import Any
 
 from brainsynth._version import __version__
+from brainsynth.cli.options import (
+    add_covariate_flags,
+    add_covariates,
+    add_model,
+    add_output,
+    add_sampling,
+    output_path,
+)
 from brainsynth.config import SAMPLING_PRECISIONS
 from brainsynth.covariates import CovariateSpec
-from brainsynth.devices import DEVICE_CHOICES
-from brainsynth.errors import InvalidParameterError
-from brainsynth.files.nifti import OUTPUT_DTYPES
-from brainsynth.files.paths import check_output_name
-from brainsynth.loading.hub import MODEL_NAMES
+from brainsynth.devices import PRECISIONS
+from brainsynth.sampling.decoding import DECODING_MODES
 from brainsynth.sampling.schedulers import SCHEDULERS
-from brainsynth.sampling.timesteps import TIMESTEP_SPACINGS
-
-#: Where a covariate flag stores its value: ``COVARIATE_DEST.format(suffix, name)``.
-COVARIATE_DEST = "covariate{}:{}"
 
 EXAMPLES = {
     "sample": """examples:
@@ -66,124 +65,7 @@ EXAMPLES = {
 }
 
 
-def _add_model(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        default="demo",
-        metavar="M",
-        help=f"model name ({', '.join(MODEL_NAMES)}) or a model/bundle folder (default: demo)",
-    )
-
-
-def _add_covariates(parser: argparse.ArgumentParser, suffix: str = "", what: str = "") -> argparse._ArgumentGroup:
-    """The group of covariate options; the model's own flags are added to it last (:func:`_add_covariate_flags`)."""
-    group = parser.add_argument_group(f"covariates{what} (real units; defaults from the model)")
-    if not suffix:
-        group.add_argument(
-            "--set",
-            dest="assignments",
-            action="append",
-            default=[],
-            metavar="NAME=VALUE",
-            help="any covariate by name, e.g. --set c0=0.5; repeat for several",
-        )
-        group.add_argument(
-            "--extrapolate",
-            action="store_true",
-            help="allow values beyond the training range (recorded in the sidecar)",
-        )
-    return group
-
-
-def _add_covariate_flags(group: argparse._ArgumentGroup, covariates: Sequence[CovariateSpec], suffix: str) -> None:
-    """One flag per covariate of the model (``--age``, ``--lesion-volume``); a name that would clash
-    with another option of the command is left to ``--set``."""
-    for spec in covariates:
-        default = "" if spec.default is None or suffix else f"; default {spec.default}"
-        options: dict[str, Any] = {
-            "dest": COVARIATE_DEST.format(suffix, spec.name),
-            "help": f"{spec.label}: {spec.describe_range()}{default}",
-        }
-        if spec.categorical:
-            options["metavar"] = "{" + ",".join(spec.choices) + "}"
-        else:
-            options.update(type=float, metavar=(spec.unit or "value").upper().replace(" ", "_"))
-        with contextlib.suppress(argparse.ArgumentError):
-            group.add_argument(f"--{spec.name.replace('_', '-')}{suffix}", **options)
-
-
-def _add_sampling(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("sampling")
-    group.add_argument("--steps", type=int, metavar="N", help="denoising steps (default: the model's)")
-    group.add_argument(
-        "--scheduler",
-        choices=list(SCHEDULERS),
-        type=str.lower,
-        help="reverse-process solver (default: the model's, ddim)",
-    )
-    group.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity 0-1 (default 0)")
-    group.add_argument(
-        "--timestep-spacing",
-        choices=list(TIMESTEP_SPACINGS),
-        help="which timesteps ddim and ddpm evaluate the U-Net at: leading (the published model's "
-        "980, 960, ..., 0 for 50 steps), linspace (MONAI 1.6's 999, 979, ..., 0) or trailing "
-        "(default leading)",
-    )
-    group.add_argument(
-        "--device",
-        default="auto",
-        metavar="{" + ",".join(DEVICE_CHOICES) + "}",
-        help="compute device: auto, cpu, cuda, cuda:N or mps (default auto)",
-    )
-    group.add_argument(
-        "--batch-size", type=int, default=1, metavar="N", help="brains passed through the networks together (default 1)"
-    )
-    group.add_argument(
-        "--precision",
-        choices=SAMPLING_PRECISIONS,
-        help="network precision: float32 (exact), bfloat16 (CPU or GPU), float16 (GPU) or auto "
-        "(bfloat16 on CPUs with native bfloat16, else float32) (default: the model's)",
-    )
-    group.add_argument(
-        "--weight-dtype",
-        choices=["float32", "bfloat16", "float16"],
-        default="float32",
-        help="store the U-Net's weights in this type (bfloat16 halves its memory; needs the same --precision)",
-    )
-    group.add_argument(
-        "--guidance",
-        type=float,
-        metavar="W",
-        help="classifier-free guidance scale, 1-20 (default: the model's); above 1 follows the "
-        "covariates more closely, for models trained with conditioning dropout",
-    )
-    group.add_argument(
-        "--decoding",
-        choices=["auto", "full", "split"],
-        default="auto",
-        help="decode in one piece (full) or slab by slab with bounded memory (split); auto picks "
-        "from the free memory (default auto)",
-    )
-
-
-def output_path(text: str) -> str:
-    """An ``--output`` value checked as a name (see :func:`brainsynth.files.paths.check_output_name`)."""
-    try:
-        check_output_name(text, "path")
-    except InvalidParameterError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def _add_output(parser: argparse.ArgumentParser, what: str) -> None:
-    group = parser.add_argument_group("output")
-    group.add_argument("--output", "-o", required=True, type=output_path, metavar="PATH", help=what)
-    group.add_argument("--dtype", choices=OUTPUT_DTYPES, default="float32", help="stored data type (default float32)")
-    group.add_argument("--overwrite", action="store_true", help="replace existing files")
-    group.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-
-
-def _subparser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
+def subparser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     return subparsers.add_parser(
         name,
         help=help_text,
@@ -194,7 +76,7 @@ def _subparser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
 
 
 def _add_training_commands(subparsers) -> None:
-    cohort = _subparser(subparsers, "cohort", "Generate a synthetic brain cohort from the MNI152 template.")
+    cohort = subparser(subparsers, "cohort", "Generate a synthetic brain cohort from the MNI152 template.")
     cohort.add_argument("--n", type=int, required=True, help="number of subjects")
     cohort.add_argument(
         "--spacing", type=float, default=2.0, metavar="MM", help="voxel size in mm (default 2: 80 x 112 x 80 voxels)"
@@ -209,7 +91,7 @@ def _add_training_commands(subparsers) -> None:
     cohort.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     cohort.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
-    train = _subparser(subparsers, "train", "Train an autoencoder, then a latent diffusion model.")
+    train = subparser(subparsers, "train", "Train an autoencoder, then a latent diffusion model.")
     stages = train.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for stage, text in (
         ("autoencoder", "Train the autoencoder (first stage)."),
@@ -248,7 +130,7 @@ def _add_training_commands(subparsers) -> None:
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
         sub.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
-    evaluate = _subparser(subparsers, "evaluate", "Measure reconstruction, diversity and conditioning fidelity.")
+    evaluate = subparser(subparsers, "evaluate", "Measure reconstruction, diversity and conditioning fidelity.")
     evaluate.add_argument("--model", default="demo", metavar="M", help="model name or folder (default demo)")
     evaluate.add_argument("--n", type=int, default=16, help="samples per measurement (default 16)")
     evaluate.add_argument("--output", "-o", required=True, type=output_path, metavar="DIR", help="report folder")
@@ -280,7 +162,7 @@ def _add_training_commands(subparsers) -> None:
     )
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing report")
 
-    export = _subparser(subparsers, "export", "Export a model in another format.")
+    export = subparser(subparsers, "export", "Export a model in another format.")
     export.add_argument("--model", required=True, metavar="M", help="model name or folder")
     export.add_argument("--format", choices=["monai-bundle"], default="monai-bundle", help="output format")
     export.add_argument("--output", "-o", required=True, type=output_path, metavar="DIR", help="output folder")
@@ -302,15 +184,15 @@ def build_parser(covariates: Sequence[CovariateSpec] = ()) -> argparse.ArgumentP
     parser.add_argument("--version", action="version", version=f"brainsynth {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sample = _subparser(subparsers, "sample", "Generate brains and save them as NIfTI with a JSON sidecar.")
-    _add_model(sample)
-    flags = [(_add_covariates(sample), "")]
+    sample = subparser(subparsers, "sample", "Generate brains and save them as NIfTI with a JSON sidecar.")
+    add_model(sample)
+    flags = [(add_covariates(sample), "")]
     sample.add_argument("--seed", type=int, metavar="N", help="seed of the initial noise (default: random, recorded)")
-    _add_sampling(sample)
-    _add_output(sample, "output .nii/.nii.gz file (with --batch-size > 1: numbered files), or a folder")
+    add_sampling(sample)
+    add_output(sample, "output .nii/.nii.gz file (with --batch-size > 1: numbered files), or a folder")
 
-    traverse = _subparser(subparsers, "traverse", "Sweep one covariate with the same noise and other covariates.")
-    _add_model(traverse)
+    traverse = subparser(subparsers, "traverse", "Sweep one covariate with the same noise and other covariates.")
+    add_model(traverse)
     traverse.add_argument(
         "--covariate",
         dest="sweep",
@@ -323,25 +205,25 @@ def build_parser(covariates: Sequence[CovariateSpec] = ()) -> argparse.ArgumentP
     values.add_argument("--start", type=float, metavar="A", help="first value")
     values.add_argument("--stop", type=float, metavar="B", help="last value")
     values.add_argument("--frames", type=int, metavar="N", help="number of values from start to stop")
-    flags.append((_add_covariates(traverse), ""))
+    flags.append((add_covariates(traverse), ""))
     traverse.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the shared noise (default 0)")
-    _add_sampling(traverse)
-    _add_output(traverse, "a .nii/.nii.gz file (one 4D volume, frames last) or a folder (one file per frame)")
+    add_sampling(traverse)
+    add_output(traverse, "a .nii/.nii.gz file (one 4D volume, frames last) or a folder (one file per frame)")
 
-    interpolate = _subparser(subparsers, "interpolate", "Interpolate between two seeds (and two covariate sets).")
-    _add_model(interpolate)
+    interpolate = subparser(subparsers, "interpolate", "Interpolate between two seeds (and two covariate sets).")
+    add_model(interpolate)
     interpolate.add_argument("--seed-a", type=int, required=True, metavar="N", help="seed of the first brain")
     interpolate.add_argument("--seed-b", type=int, required=True, metavar="N", help="seed of the last brain")
     interpolate.add_argument("--frames", type=int, default=8, metavar="N", help="number of brains (default 8)")
-    flags.append((_add_covariates(interpolate), ""))
+    flags.append((add_covariates(interpolate), ""))
     flags.append(
-        (_add_covariates(interpolate, suffix="-b", what=" at the end (default: the same as at the start)"), "-b")
+        (add_covariates(interpolate, suffix="-b", what=" at the end (default: the same as at the start)"), "-b")
     )
-    _add_sampling(interpolate)
-    _add_output(interpolate, "a .nii/.nii.gz file (one 4D volume, frames last) or a folder (one file per frame)")
+    add_sampling(interpolate)
+    add_output(interpolate, "a .nii/.nii.gz file (one 4D volume, frames last) or a folder (one file per frame)")
 
-    generate = _subparser(subparsers, "generate", "Generate a dataset: one NIfTI + sidecar per row, resumable.")
-    _add_model(generate)
+    generate = subparser(subparsers, "generate", "Generate a dataset: one NIfTI + sidecar per row, resumable.")
+    add_model(generate)
     generate.add_argument("--n", type=int, metavar="N", help="number of brains (or at most N rows of the table)")
     generate.add_argument(
         "--covariates", metavar="FILE.tsv", help="table with a column per covariate (optional id and seed columns)"
@@ -349,12 +231,12 @@ def build_parser(covariates: Sequence[CovariateSpec] = ()) -> argparse.ArgumentP
     generate.add_argument("--seed", type=int, default=0, help="base seed: row i uses seed + i (default 0)")
     generate.add_argument("--shard", metavar="K/N", help="do shard K of N (default: the torchrun process's, or all)")
     generate.add_argument("--extrapolate", action="store_true", help="allow covariates beyond the training range")
-    _add_sampling(generate)
+    add_sampling(generate)
     generate.add_argument("--output", "-o", required=True, type=output_path, metavar="DIR", help="dataset folder")
     generate.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
-    bench = _subparser(subparsers, "benchmark", "Time the bundle's reference sampler against brainsynth's.")
-    _add_model(bench)
+    bench = subparser(subparsers, "benchmark", "Time the bundle's reference sampler against brainsynth's.")
+    add_model(bench)
     bench.add_argument(
         "--random-weights",
         action="store_true",
@@ -377,12 +259,12 @@ def build_parser(covariates: Sequence[CovariateSpec] = ()) -> argparse.ArgumentP
     )
     bench.add_argument(
         "--weight-dtype",
-        choices=["float32", "bfloat16", "float16"],
+        choices=list(PRECISIONS),
         default="float32",
         help="brainsynth's U-Net weight storage (default float32)",
     )
     bench.add_argument(
-        "--decoding", choices=["auto", "full", "split"], default="auto", help="brainsynth's decoding (default auto)"
+        "--decoding", choices=DECODING_MODES, default="auto", help="brainsynth's decoding (default auto)"
     )
     bench.add_argument(
         "--compile",
@@ -401,10 +283,10 @@ def build_parser(covariates: Sequence[CovariateSpec] = ()) -> argparse.ArgumentP
     )
     bench.add_argument("--json", metavar="FILE", help="also write the report as JSON")
 
-    info = _subparser(subparsers, "info", "Show the models found, their covariates and the devices available.")
+    info = subparser(subparsers, "info", "Show the models found, their covariates and the devices available.")
     info.add_argument("--model", metavar="M", help="describe this model in detail")
 
-    explore = _subparser(
+    explore = subparser(
         subparsers,
         "explore",
         "Open napari with the brainsynth widgets and a model loaded "
@@ -426,13 +308,13 @@ def build_parser(covariates: Sequence[CovariateSpec] = ()) -> argparse.ArgumentP
 
     _add_training_commands(subparsers)
 
-    download = _subparser(subparsers, "download", "Download a published model's files.")
+    download = subparser(subparsers, "download", "Download a published model's files.")
     download.add_argument("name", choices=["ukb"], help="ukb: the published UK Biobank model (about 2.3 GB)")
     download.add_argument(
         "--dir", type=output_path, metavar="FOLDER", help="where to put it (default: brainsynth's cache)"
     )
     for group, suffix in flags:  # last, so that a covariate never takes the flag of another option
-        _add_covariate_flags(group, covariates, suffix)
+        add_covariate_flags(group, covariates, suffix)
     return parser
 
 

@@ -20,12 +20,8 @@
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +30,10 @@ import torch
 
 from brainsynth.devices import resolve_device
 from brainsynth.errors import InvalidParameterError, OutputExistsError
-from brainsynth.evaluation.denoising import DenoisingError, denoising_errors
+from brainsynth.evaluation.denoising import denoising_errors
 from brainsynth.evaluation.metrics import mean_pairwise_ms_ssim, psnr, ssim
+from brainsynth.evaluation.results import EvaluationReport, Fidelity, write_report
+from brainsynth.evaluation.segmenters import MEASURABLE, field_of, load_segmenter
 from brainsynth.files.paths import check_output_name
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.progress import WorkCallback, item_steps, report
@@ -43,74 +41,8 @@ from brainsynth.sampling.loop import StepProgress
 from brainsynth.sampling.noise import check_seed
 from brainsynth.sampling.settings import check_guidance
 
-#: Covariates whose fidelity can be measured, and the field of the segmenter's result that measures each.
-MEASURABLE = {"ventricular_volume": "ventricular_volume_ml", "brain_volume": "brain_volume_ml"}
 #: Ways of choosing the requested covariates of the fidelity measurement.
 FIDELITY_DESIGNS = ("cohort", "sweep")
-
-Segmenter = Callable[[np.ndarray, np.ndarray], Any]
-
-
-@dataclass
-class Fidelity:
-    """Requested against measured values of one covariate."""
-
-    covariate: str
-    requested: list[float]
-    measured: list[float]
-    pearson_r: float
-    mean_absolute_error: float
-    measured_real: list[float] = field(default_factory=list)
-    mean_absolute_error_vs_real: float = float("nan")
-
-
-@dataclass
-class EvaluationReport:
-    """Everything ``brainsynth evaluate`` measured (also written as ``report.json``)."""
-
-    model: str
-    n: int
-    real_images: str
-    reconstruction_psnr_db: float
-    reconstruction_ssim: float
-    samples_ms_ssim: float
-    real_ms_ssim: float
-    fidelity_design: str = "cohort"
-    fidelity: list[Fidelity] = field(default_factory=list)
-    segmenter_agreement: dict[str, float] = field(default_factory=dict)
-    seconds_per_sample: float = 0.0
-    denoising: list[DenoisingError] = field(default_factory=list)
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
-def load_segmenter(spec: str | None) -> Segmenter:
-    """Import a segmenter given as ``"package.module:function"`` (default: brainsynth's volumetry).
-
-    The function takes ``(volume, affine)`` and returns an object or mapping with the fields
-    ``ventricular_volume_ml`` and ``brain_volume_ml``.
-    """
-    if spec is None:
-        from brainsynth.evaluation.volumetry import measure_volumes
-
-        return measure_volumes
-    module_name, sep, function = spec.partition(":")
-    if not sep:
-        raise InvalidParameterError(f"segmenter must look like package.module:function (got {spec!r})")
-    try:
-        found = getattr(importlib.import_module(module_name), function)
-    except (ImportError, AttributeError) as exc:
-        raise InvalidParameterError(f"segmenter {spec!r} cannot be imported: {exc}") from exc
-    try:
-        inspect.signature(found).bind(np.zeros((1, 1, 1)), np.eye(4))
-    except TypeError as exc:
-        raise InvalidParameterError(f"segmenter {spec!r} must be a function taking (volume, affine) ({exc})") from None
-    except ValueError:  # a callable without a signature (some built-ins): it is tried on the first image
-        pass
-    return found
-
-
-def _field(measured: Any, name: str) -> float:
-    return float(measured[name] if isinstance(measured, dict) else getattr(measured, name))
 
 
 def fidelity_covariates(model: LatentDiffusionModel, covariates: list[str] | None) -> list[str]:
@@ -247,7 +179,7 @@ def evaluate_model(
     recorded = {name: _recorded(images, model, name, n) for name in covariates}
     real_measured = [measure(volume, model.config.affine_array) for volume in real]
     for name in covariates:
-        on_real = [_field(m, MEASURABLE[name]) for m in real_measured]
+        on_real = [field_of(m, MEASURABLE[name]) for m in real_measured]
         report.segmenter_agreement[name] = float(np.corrcoef(recorded[name][: len(real)], on_real)[0, 1])
     if fidelity == "cohort":
         say("measuring the samples")
@@ -255,14 +187,14 @@ def evaluate_model(
     for name in covariates:
         say(f"fidelity of {name}")
         if fidelity == "cohort":
-            real_values = [_field(real_measured[i % len(real)], MEASURABLE[name]) for i in range(n)]
+            real_values = [field_of(real_measured[i % len(real)], MEASURABLE[name]) for i in range(n)]
             report.fidelity.append(_fidelity_of(name, recorded[name], sample_measured, real_values))
         else:
             report.fidelity.append(
                 _swept_fidelity(model, name, recorded[name], n, seed, device, measure, guidance, stages.steps())
             )
     say("writing the report")
-    _write(report, output, model, real, reconstructions, samples)
+    write_report(report, output, model, real, reconstructions, samples)
     return report
 
 
@@ -331,7 +263,7 @@ def _recorded(images, model: LatentDiffusionModel, name: str, n: int) -> list[fl
 
 
 def _fidelity_of(name: str, requested: list[float], measured: list[Any], real: list[float] | None = None) -> Fidelity:
-    values = [_field(m, MEASURABLE[name]) for m in measured]
+    values = [field_of(m, MEASURABLE[name]) for m in measured]
     errors = np.abs(np.asarray(requested) - np.asarray(values))
     result = Fidelity(
         covariate=name,
@@ -366,105 +298,3 @@ def _swept_fidelity(
         for i, value in enumerate(requested)
     ]
     return _fidelity_of(name, requested, measured)
-
-
-def _write(report: EvaluationReport, output: Path, model, real, reconstructions, samples) -> None:
-    from brainsynth.figures import save_orthogonal_slices, save_scatter
-
-    affine = model.config.affine_array
-    save_orthogonal_slices(
-        real[:2] + reconstructions[:2],
-        [affine] * 4,
-        output / "reconstruction.png",
-        titles=["real 1", "real 2", "reconstruction 1", "reconstruction 2"],
-        columns=2,
-    )
-    save_orthogonal_slices(samples[:8], [affine] * len(samples[:8]), output / "samples.png", columns=2)
-    for item in report.fidelity:
-        save_scatter(
-            item.requested,
-            item.measured,
-            output / f"fidelity_{item.covariate}.png",
-            label=model.config.covariate(item.covariate).label,
-            real=item.measured_real or None,
-            title=f"r = {item.pearson_r:.3f}, MAE = {item.mean_absolute_error:.1f} ml",
-        )
-    (output / "report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
-    (output / "report.md").write_text(render_markdown(report))
-
-
-_DESIGN_TEXT = {
-    "cohort": 'Each sample asked for the covariates of one held-out real subject; "MAE vs real image" compares '
-    "the sample's measurement with the same segmenter's measurement of that subject's image, which "
-    "cancels the segmenter's own bias.",
-    "sweep": "One covariate at a time was spread evenly over the held-out subjects' range, the others at the "
-    "model's defaults.",
-}
-
-
-def render_markdown(report: EvaluationReport) -> str:
-    """The report as markdown, with a table in the style of the paper's Table 1."""
-    guidance = report.settings.get("guidance", 1.0)
-    lines = [
-        f"# Evaluation of {report.model}",
-        "",
-        f"{report.n} samples per measurement; real images from `{report.real_images}`; "
-        f"sampling with {report.settings['scheduler']} at {report.settings['steps']} steps"
-        f"{'' if guidance == 1.0 else f', guidance {guidance:g}'} on "
-        f"{report.settings['device']}.",
-        "",
-        "| model | MS-SSIM | reconstruction PSNR (dB) | reconstruction SSIM | s per sample |",
-        "|---|---|---|---|---|",
-        f"| {report.model} (samples) | {report.samples_ms_ssim:.4f} | {report.reconstruction_psnr_db:.2f} | "
-        f"{report.reconstruction_ssim:.4f} | {report.seconds_per_sample:.2f} |",
-        f"| real images | {report.real_ms_ssim:.4f} | | | |",
-        "",
-        "Diversity is good when the samples' MS-SSIM is close to the real images'.",
-        "",
-        "## Conditioning fidelity",
-        "",
-        _DESIGN_TEXT[report.fidelity_design],
-        "",
-        "| covariate | Pearson r (requested vs measured) | MAE vs requested (ml) | MAE vs real image (ml) "
-        "| segmenter vs recorded r (real images) |",
-        "|---|---|---|---|---|",
-    ]
-    for item in report.fidelity:
-        agreement = report.segmenter_agreement.get(item.covariate, float("nan"))
-        lines.append(
-            f"| {item.covariate} | {item.pearson_r:.3f} | {item.mean_absolute_error:.1f} | "
-            f"{item.mean_absolute_error_vs_real:.1f} | {agreement:.3f} |"
-        )
-    lines += [
-        "",
-        "The last column is the segmenter's agreement with the recorded volumes on real images: "
-        "the ceiling of a sample's r.",
-    ]
-    if report.denoising:
-        lines += [
-            "",
-            "## Denoising by noise level",
-            "",
-            "The held-out images' latents, noised to each timestep and estimated back by the U-Net with "
-            "their own covariates. Relative error: RMS error over the latents' spread (predicting their "
-            "mean latent scores about 1; above 1, the U-Net does worse than the average brain at that "
-            "noise level, and samples inherit it). Background: RMS error in latent units where the real "
-            "latents hardly vary between images.",
-            "",
-            "| timestep | signal-to-noise ratio | relative error | background error |",
-            "|---|---|---|---|",
-        ]
-        lines += [
-            f"| {d.timestep} | {d.signal_to_noise:.4g} | {d.relative_error:.3f} | {d.constant_region_error:.3f} |"
-            for d in report.denoising
-        ]
-    lines += [
-        "",
-        *[f"![{f.covariate}](fidelity_{f.covariate}.png)" for f in report.fidelity],
-        "",
-        "![samples](samples.png)",
-        "",
-        "![reconstruction](reconstruction.png)",
-        "",
-    ]
-    return "\n".join(lines)
