@@ -99,6 +99,25 @@ class Adapter:
     def alphas_cumprod(self) -> torch.Tensor:
         return self.scheduler.alphas_cumprod
 
+    def set_timesteps(self, steps: int) -> None:
+        self.scheduler.set_timesteps(steps)
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: int,
+        sample: torch.Tensor,
+        *,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """One step of the wrapped scheduler (``eta`` and ``generator`` do not apply to it)."""
+        return self.advance(model_output, timestep, sample)
+
+    def advance(self, model_output: torch.Tensor, timestep: int, sample: torch.Tensor) -> torch.Tensor:
+        """The wrapped scheduler's step, as its library calls it."""
+        raise NotImplementedError
+
 
 def schedule_settings(schedule: NoiseSchedule) -> dict[str, object]:
     """A noise schedule as MONAI schedulers take it."""
@@ -154,6 +173,24 @@ class TimestepSolver:
             raise ValueError(f"timesteps must be a non-empty decreasing sequence (got {listed})")
         self.timesteps = torch.tensor(listed, dtype=torch.long)
         self._next = dict(zip(listed, [*listed[1:], -1], strict=True))
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: int,
+        sample: torch.Tensor,
+        *,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Go from ``x_t`` at ``timestep`` to the latent at the next listed timestep."""
+        return self.advance(model_output, int(timestep), sample, eta, generator)
+
+    def advance(
+        self, output: torch.Tensor, timestep: int, x_t: torch.Tensor, eta: float, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """The solver's own step (see :meth:`step`)."""
+        raise NotImplementedError
 
     def previous_timestep(self, timestep: int) -> int:
         """The timestep a step from ``timestep`` goes to: the next listed one, or -1 (clean) after the last."""

@@ -10,28 +10,20 @@ from brainsynth.sampling.solvers.base import SolverSpec, TimestepSolver
 class DDIM(TimestepSolver):
     """DDIM: deterministic at ``eta = 0``, DDPM-like noise at ``eta = 1``."""
 
-    def step(
-        self,
-        model_output: torch.Tensor,
-        timestep: int,
-        sample: torch.Tensor,
-        *,
-        eta: float = 0.0,
-        generator: torch.Generator | None = None,
+    def advance(
+        self, output: torch.Tensor, timestep: int, x_t: torch.Tensor, eta: float, generator: torch.Generator | None
     ) -> torch.Tensor:
         """Go from ``x_t`` at ``timestep`` to the latent at the next listed timestep."""
         previous_t = self.previous_timestep(timestep)
         alpha_prod_t = self.alphas_cumprod[timestep]
         alpha_prod_prev = self.alpha_bar(previous_t)
-        clean, epsilon = self.clean_and_noise(model_output, timestep, sample)
+        clean, epsilon = self.clean_and_noise(output, timestep, x_t)
         variance = ((1 - alpha_prod_prev) / (1 - alpha_prod_t)) * (1 - alpha_prod_t / alpha_prod_prev)
         std_dev = eta * variance**0.5
         direction = (1 - alpha_prod_prev - std_dev**2) ** 0.5 * epsilon
         previous = alpha_prod_prev**0.5 * clean + direction
         if eta > 0:
-            noise = torch.randn(
-                model_output.shape, dtype=model_output.dtype, generator=generator, device=model_output.device
-            )
+            noise = torch.randn(output.shape, dtype=output.dtype, generator=generator, device=output.device)
             previous = previous + variance**0.5 * eta * noise
         return previous
 

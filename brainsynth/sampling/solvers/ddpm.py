@@ -14,14 +14,8 @@ class DDPM(TimestepSolver):
     and Dhariwal 2021); for consecutive timesteps that is the training ``beta_t`` itself.
     """
 
-    def step(
-        self,
-        model_output: torch.Tensor,
-        timestep: int,
-        sample: torch.Tensor,
-        *,
-        eta: float = 0.0,
-        generator: torch.Generator | None = None,
+    def advance(
+        self, output: torch.Tensor, timestep: int, x_t: torch.Tensor, eta: float, generator: torch.Generator | None
     ) -> torch.Tensor:
         """Draw the latent at the next listed timestep given ``x_t`` (``eta`` does not apply)."""
         previous_t = self.previous_timestep(timestep)
@@ -33,18 +27,18 @@ class DDPM(TimestepSolver):
             alpha_t = alpha_prod_t / alpha_prod_prev
             beta_t = 1 - alpha_t
         beta_prod_t, beta_prod_prev = 1 - alpha_prod_t, 1 - alpha_prod_prev
-        clean, _ = self.clean_and_noise(model_output, timestep, sample)
+        clean, _ = self.clean_and_noise(output, timestep, x_t)
         clean_coefficient = (alpha_prod_prev**0.5 * beta_t) / beta_prod_t
         sample_coefficient = alpha_t**0.5 * beta_prod_prev / beta_prod_t
-        previous = clean_coefficient * clean + sample_coefficient * sample
+        previous = clean_coefficient * clean + sample_coefficient * x_t
         if previous_t >= 0:
             variance = torch.clamp(beta_prod_prev / beta_prod_t * beta_t, min=1e-20)
             noise = torch.randn(
-                model_output.size(),
-                dtype=model_output.dtype,
-                layout=model_output.layout,
+                output.size(),
+                dtype=output.dtype,
+                layout=output.layout,
                 generator=generator,
-                device=model_output.device,
+                device=output.device,
             )
             previous = previous + variance**0.5 * noise
         return previous

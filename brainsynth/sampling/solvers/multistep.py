@@ -33,16 +33,5 @@ def diffusers_settings(schedule: NoiseSchedule) -> dict[str, object]:
 class DiffusersSolver(Adapter):
     """A diffusers scheduler (``set_timesteps``, ``step(...).prev_sample``) in the solver shape."""
 
-    def set_timesteps(self, steps: int) -> None:
-        self.scheduler.set_timesteps(steps)
-
-    def step(
-        self,
-        model_output: torch.Tensor,
-        timestep: int,
-        sample: torch.Tensor,
-        *,
-        eta: float = 0.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    def advance(self, model_output: torch.Tensor, timestep: int, sample: torch.Tensor) -> torch.Tensor:
         return self.scheduler.step(model_output, timestep, sample, return_dict=True).prev_sample

@@ -15,18 +15,7 @@ class PNDM(Adapter):
     def __init__(self, schedule: NoiseSchedule, spacing: str = "leading") -> None:
         super().__init__(PNDMScheduler(skip_prk_steps=True, **schedule_settings(schedule)))
 
-    def set_timesteps(self, steps: int) -> None:
-        self.scheduler.set_timesteps(num_inference_steps=steps)
-
-    def step(
-        self,
-        model_output: torch.Tensor,
-        timestep: int,
-        sample: torch.Tensor,
-        *,
-        eta: float = 0.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    def advance(self, model_output: torch.Tensor, timestep: int, sample: torch.Tensor) -> torch.Tensor:
         return self.scheduler.step(model_output, timestep, sample)[0]
 
 
