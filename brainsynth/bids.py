@@ -28,6 +28,7 @@ from monai.transforms import (
 
 from brainsynth.covariates import CovariateSpec, resolve_covariates
 from brainsynth.errors import BrainsynthError, InvalidParameterError
+from brainsynth.files.affines import affine_problem
 from brainsynth.files.schema import shown
 from brainsynth.files.tables import SAFE_ID, read_table
 from brainsynth.loading.presets import UKB_COVARIATES
@@ -142,10 +143,11 @@ def _check_image(path: Path) -> tuple[float, ...]:
     if min(shape[:3]) < 1:
         raise DataError(f"{path} has no voxels (shape {shape})")
     affine = image.affine
-    if affine is None or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+    problem = "it is missing" if affine is None else affine_problem(affine)
+    if problem is not None:
         raise DataError(
-            f"{path} has no usable voxel-to-world affine (NaN, infinite or singular in its header's sform and "
-            "qform); fix the header, for instance by resetting the sform from the qform"
+            f"{path} has no usable voxel-to-world affine in its header's sform and qform ({problem}); fix the "
+            "header, for instance by resetting the sform from the qform"
         )
     if not all(math.isfinite(z) and z > 0 for z in zooms):
         raise DataError(f"{path} has voxel sizes {tuple(zooms)}; they must be positive numbers")

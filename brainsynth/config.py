@@ -16,6 +16,7 @@ import numpy as np
 
 from brainsynth.covariates import CovariateSpec
 from brainsynth.errors import InvalidParameterError, ModelLoadError
+from brainsynth.files.affines import affine_problem
 from brainsynth.files.schema import SHOWN, Checks, is_integer, kind_of, shown
 from brainsynth.loading.networks import network_setting_problems
 
@@ -282,19 +283,9 @@ def _type_problems(config: ModelConfig, checks: Checks) -> None:
 
 
 def _affine_problems(affine: Any, checks: Checks) -> None:
-    try:
-        matrix = np.asarray(affine, dtype=np.float64)
-    except (TypeError, ValueError):
-        checks.add(f"affine must be a 4 x 4 matrix of numbers (got {shown(affine)})")
-        return
-    if matrix.shape != (4, 4):
-        checks.add(f"affine must be a 4 x 4 matrix (got shape {matrix.shape})")
-    elif not np.isfinite(matrix).all():
-        checks.add("affine must hold finite numbers (it holds NaN or infinity)")
-    elif not np.allclose(matrix[3], (0, 0, 0, 1)):
-        checks.add(f"affine's last row must be 0 0 0 1 (got {' '.join(f'{v:g}' for v in matrix[3])})")
-    elif abs(np.linalg.det(matrix[:3, :3])) < 1e-6:
-        checks.add("affine must be invertible (its 3 x 3 part has determinant 0: voxels of no volume)")
+    problem = affine_problem(affine)
+    if problem is not None:
+        checks.add(f"affine must be a finite, invertible 4 x 4 matrix with last row 0 0 0 1 ({problem})")
 
 
 def _covariate_problems(spec: Any, where: str, checks: Checks) -> None:

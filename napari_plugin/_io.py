@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from brainsynth.errors import InvalidParameterError
+from brainsynth.files.affines import MIN_VOXEL_VOLUME, affine_problem
 from brainsynth.files.nifti import is_nifti_path, load_nifti, save_nifti
 
 
@@ -105,6 +106,14 @@ def _world_matrix(attributes: dict[str, Any], ndim: int) -> np.ndarray:
     parts = {k: attributes[k] for k in ("scale", "translate", "rotate", "shear") if attributes.get(k) is not None}
     placement = Affine(ndim=ndim, **parts).affine_matrix
     matrix = affine @ placement
-    if not np.isfinite(matrix).all() or abs(np.linalg.det(matrix[:-1, :-1])) < 1e-12:
-        raise InvalidParameterError("layer's affine is not finite and invertible; it cannot be saved as NIfTI")
+    if ndim >= 3:  # the spatial block: the last three axes (frames come first in napari)
+        problem = affine_problem(matrix[-4:, -4:])
+    elif not np.isfinite(matrix).all() or abs(np.linalg.det(matrix[:-1, :-1])) < MIN_VOXEL_VOLUME:
+        problem = "it holds NaN or infinity, or its pixels have no area"
+    else:
+        problem = None
+    if problem is not None:
+        raise InvalidParameterError(
+            f"layer's affine is not finite and invertible ({problem}); it cannot be saved as NIfTI"
+        )
     return matrix

@@ -30,6 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from brainsynth.errors import InvalidParameterError
+from brainsynth.files.affines import affine_problem
 from brainsynth.synthetic.template import load_template
 
 
@@ -94,8 +95,9 @@ def check_measurable(volume: np.ndarray, affine: np.ndarray) -> None:
         )
     if not np.isfinite(volume).all():
         raise InvalidParameterError(f"volume holds {int((~np.isfinite(volume)).sum())} NaN or infinite voxels")
-    if affine.shape != (4, 4) or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
-        raise InvalidParameterError("affine must be a finite, invertible 4 x 4 voxel-to-world matrix")
+    problem = affine_problem(affine)
+    if problem is not None:
+        raise InvalidParameterError(f"affine must be a finite, invertible 4 x 4 voxel-to-world matrix ({problem})")
 
 
 def measure_volumes(volume: np.ndarray, affine: np.ndarray) -> Volumes:

@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 
 from brainsynth.errors import InvalidParameterError, OutputExistsError
+from brainsynth.files.affines import affine_problem
 from brainsynth.files.atomic import atomic_write_files, json_bytes
 from brainsynth.files.paths import check_output_name
 from brainsynth.files.schema import read_json
@@ -173,7 +174,7 @@ def load_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]
 def usable_affine(image: Any, path: Path) -> np.ndarray:
     """The image's affine, or (with a warning) a diagonal one of its voxel sizes where it is unusable."""
     affine = np.asarray(image.affine, dtype=np.float64)
-    if np.isfinite(affine).all() and abs(np.linalg.det(affine[:3, :3])) > 1e-9 and np.allclose(affine[3], (0, 0, 0, 1)):
+    if affine_problem(affine) is None:
         return affine
     zooms = [float(z) if np.isfinite(z) and z > 0 else 1.0 for z in image.header.get_zooms()[:3]]
     zooms += [1.0] * (3 - len(zooms))

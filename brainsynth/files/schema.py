@@ -37,11 +37,26 @@ def kind_of(value: Any) -> str:
     return next((name for kind, name in names.items() if isinstance(value, kind)), type(value).__name__)
 
 
+def utf8_text(data: bytes) -> str:
+    """``data`` decoded as UTF-8 (a byte-order mark, as some editors write, is accepted).
+
+    Raises
+    ------
+    ValueError
+        ``not UTF-8 text (line L, byte 0xNN)``, naming where the first undecodable byte stands.
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"not UTF-8 text (line {line}, byte {data[exc.start]:#04x})") from exc
+
+
 def _read_text(path: Path, what: str, error: type[BrainsynthError]) -> str:
     try:
-        return path.read_bytes().decode("utf-8-sig")  # a byte-order mark, as some editors write, is accepted
-    except UnicodeDecodeError as exc:
-        raise error(f"{path} is not a readable {what}: it is not UTF-8 text (byte {exc.start})") from exc
+        return utf8_text(path.read_bytes())
+    except ValueError as exc:
+        raise error(f"{path} is not a readable {what}: it is {exc}") from exc
     except OSError as exc:
         raise error(f"{path} is not a readable {what}: {exc.strerror or exc}") from exc
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brainsynth.errors import BrainsynthError, InvalidParameterError
-from brainsynth.files.schema import shown
+from brainsynth.files.schema import shown, utf8_text
 
 #: What an id in a table may be, as it names files: letters, digits, ``.``, ``_``, ``-``; at most 128.
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -42,12 +42,10 @@ def _text(path: Path, what: str, error: type[BrainsynthError]) -> str:
     except OSError as exc:
         raise error(f"{what} {path} cannot be read: {exc.strerror or exc}") from exc
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        return utf8_text(data)
+    except ValueError as exc:
         raise error(
-            f"{what} {path} is not UTF-8 text (line {line}, byte {data[exc.start]:#04x}); save it as UTF-8 "
-            "(in Excel: Save As, 'UTF-8 CSV', then use tabs)"
+            f"{what} {path} is {exc}; save it as UTF-8 (in Excel: Save As, 'UTF-8 CSV', then use tabs)"
         ) from exc
 
 
