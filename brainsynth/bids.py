@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -31,36 +32,42 @@ from brainsynth.errors import BrainsynthError, InvalidParameterError
 from brainsynth.files.affines import affine_problem
 from brainsynth.files.schema import shown
 from brainsynth.files.tables import SAFE_ID, read_table
-from brainsynth.loading.presets import UKB_COVARIATES
+from brainsynth.loading.presets import COVARIATE_SETS
 
 #: Largest ratio between the coarsest and finest voxel spacing accepted in one dataset.
 MAX_SPACING_RATIO = 2.0
 
 
-#: Covariate sets a configuration can name, and the participants.tsv column of each covariate.
-COVARIATE_SETS: dict[str, tuple[tuple[CovariateSpec, ...], dict[str, str]]] = {
-    "ukb": (
-        UKB_COVARIATES,
-        {"sex": "sex", "age": "age", "ventricular_volume": "ventricular_volume_ml", "brain_volume": "brain_volume_ml"},
-    ),
-}
-
-
 @dataclass(frozen=True)
 class DataSettings:
-    """Image grid the networks see, and which covariates are read from ``participants.tsv``."""
+    """Image grid the networks see, and which covariates are read from ``participants.tsv``.
+
+    ``covariates`` names a set of :data:`~brainsynth.loading.presets.COVARIATE_SETS` (``"ukb"``), or
+    lists a model's own covariates: each a :class:`~brainsynth.covariates.CovariateSpec` as a mapping
+    (``name``, ``label``, ``unit``, ``low``, ``high``, ``default``, ``choices``, ``description``) with an
+    optional ``column``, the participants.tsv column it is read from (default: its name).
+    """
 
     spacing: float
     shape: tuple[int, int, int]
-    covariates: str = "ukb"
+    covariates: str | tuple[dict[str, Any], ...] = "ukb"
 
     @property
     def covariate_specs(self) -> tuple[CovariateSpec, ...]:
-        return COVARIATE_SETS[self.covariates][0]
+        if isinstance(self.covariates, str):
+            return COVARIATE_SETS[self.covariates][0]
+        return tuple(own_covariate_spec(item) for item in self.covariates)
 
     @property
     def columns(self) -> dict[str, str]:
-        return COVARIATE_SETS[self.covariates][1]
+        if isinstance(self.covariates, str):
+            return COVARIATE_SETS[self.covariates][1]
+        return {item["name"]: item.get("column", item["name"]) for item in self.covariates}
+
+
+def own_covariate_spec(item: dict[str, Any]) -> CovariateSpec:
+    """A covariate of a training configuration's own list (its ``column`` aside) as a spec."""
+    return CovariateSpec.from_dict({key: value for key, value in item.items() if key != "column"})
 
 
 class DataError(BrainsynthError, ValueError):

@@ -279,7 +279,7 @@ def _type_problems(config: ModelConfig, checks: Checks) -> None:
         checks.add(f"covariates must be a list (got {kind_of(config.covariates)})")
         return
     for i, spec in enumerate(config.covariates):
-        _covariate_problems(spec, f"covariates[{i}]", checks)
+        covariate_problems(spec, f"covariates[{i}]", checks)
 
 
 def _affine_problems(affine: Any, checks: Checks) -> None:
@@ -288,7 +288,7 @@ def _affine_problems(affine: Any, checks: Checks) -> None:
         checks.add(f"affine must be a finite, invertible 4 x 4 matrix with last row 0 0 0 1 ({problem})")
 
 
-def _covariate_problems(spec: Any, where: str, checks: Checks) -> None:
+def covariate_problems(spec: Any, where: str, checks: Checks) -> None:
     if not isinstance(spec, CovariateSpec):
         checks.add(f"{where} must be a CovariateSpec (got {kind_of(spec)})")
         return

@@ -4,6 +4,7 @@ every face: the API, the command line, dataset generation, the benchmark, Jupyte
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -146,3 +147,46 @@ def test_napari_shows_exactly_its_sliders(own_model_dir, make_napari_viewer):
         assert [w.name for w in widget.model_controls.covariates] == ["age", "lesion_volume"]
     assert traverse.covariate.value == "age"
     assert set(traverse.covariate.choices) == {"age", "lesion_volume"}
+
+
+OWN_TRAINING_COVARIATES = [
+    {"name": "age", "label": "Age", "unit": "years", "low": 44.0, "high": 82.0, "default": 64.0},
+    {
+        "name": "lesion_volume",
+        "label": "Lesion volume",
+        "unit": "ml",
+        "low": 0.0,
+        "high": 40.0,
+        "default": 5.0,
+        "column": "lesion_ml",
+    },
+]
+
+
+def test_training_takes_covariates_of_its_own(cohort_dir, trained_autoencoder, tmp_path):
+    from brainsynth.training import train_diffusion
+    from tests.conftest import write_training_config
+
+    data = tmp_path / "cohort"
+    shutil.copytree(cohort_dir, data)
+    lines = (data / "participants.tsv").read_text().splitlines()
+    (data / "participants.tsv").write_text(
+        "\n".join([lines[0] + "\tlesion_ml", *(f"{line}\t{3.5 * i:.1f}" for i, line in enumerate(lines[1:]))]) + "\n"
+    )
+    network = {"in_channels": 5, "cross_attention_dim": 2}
+    config = json.loads(write_training_config(tmp_path / "c.json").read_text())
+    config["data"]["covariates"] = OWN_TRAINING_COVARIATES
+    config["diffusion"].update(steps=2, checkpoint_every=2, image_every=2)
+    config["diffusion"]["network"].update(network)
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    folder = train_diffusion(data, trained_autoencoder, tmp_path / "c.json", tmp_path / "run", device="cpu", quiet=True)
+    model = brainsynth.load_model(folder)
+    assert model.config.covariate_names == ("age", "lesion_volume")
+    assert model.config.covariate("lesion_volume").unit == "ml"
+    assert model.sample(age=50, lesion_volume=20, seed=0, steps=2).covariates[0]["lesion_volume"] == 20.0
+
+    config["data"]["covariates"] = [OWN_TRAINING_COVARIATES[0], OWN_TRAINING_COVARIATES[0]]
+    (tmp_path / "twice.json").write_text(json.dumps(config))
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"data.covariates names a covariate twice"):
+        train_diffusion(data, trained_autoencoder, tmp_path / "twice.json", tmp_path / "run2", device="cpu")
+    assert not (tmp_path / "run2").exists()

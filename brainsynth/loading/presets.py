@@ -54,6 +54,18 @@ UKB_COVARIATES: tuple[CovariateSpec, ...] = (
     ),
 )
 
+#: The participants.tsv column of each published-model covariate in a cohort folder (brainsynth's
+#: synthetic cohort writes these).
+UKB_COLUMNS = {
+    "sex": "sex",
+    "age": "age",
+    "ventricular_volume": "ventricular_volume_ml",
+    "brain_volume": "brain_volume_ml",
+}
+
+#: Covariate sets a training configuration can name, with the participants.tsv column of each covariate.
+COVARIATE_SETS: dict[str, tuple[tuple[CovariateSpec, ...], dict[str, str]]] = {"ukb": (UKB_COVARIATES, UKB_COLUMNS)}
+
 
 def _ukb_affine() -> tuple[tuple[float, ...], ...]:
     # The authors' saver cropped the 160 x 224 x 160 output to [5:-5, 5:-5, :-15] and wrote the crop

@@ -235,7 +235,8 @@ def read_autoencoder_manifest(folder: str | Path) -> dict[str, Any]:
     if checks.mapping(data, "data"):
         checks.number(data.get("spacing"), "data.spacing", 0.0, above=True)
         checks.integers(data.get("shape"), "data.shape", 3, 1, MAX_AXIS)
-        checks.text(data.get("covariates"), "data.covariates")
+        if not isinstance(data.get("covariates"), list):
+            checks.text(data.get("covariates"), "data.covariates")
     weights = manifest.get("weights")
     if checks.mapping(weights, "weights"):
         file = weights.get("file")

@@ -49,7 +49,7 @@ def check_autoencoder_folder(folder: str | Path, config: TrainingConfig) -> str:
     ModelLoadError
         If the folder holds no finished autoencoder run.
     InvalidParameterError
-        If its grid or covariates differ from the diffusion configuration's.
+        If its grid differs from the diffusion configuration's (an autoencoder knows no covariates).
     """
     manifest = read_autoencoder_manifest(folder)  # the weights are checked and loaded once, by the task
     _check_autoencoder(manifest, config, Path(folder).expanduser())
@@ -65,8 +65,6 @@ def _check_autoencoder(manifest: dict[str, Any], config: TrainingConfig, folder:
             f"the diffusion config asks for {'x'.join(map(str, config.data.shape))} of "
             f"{config.data.spacing:g} mm"
         )
-    if data.get("covariates") != config.data.covariates:
-        problems.append(f"its covariate set is {data.get('covariates')!r}, the config's {config.data.covariates!r}")
     if problems:
         raise InvalidParameterError(f"autoencoder {folder} does not match the diffusion config: " + "; ".join(problems))
 

@@ -12,17 +12,20 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from brainsynth.bids import COVARIATE_SETS, DataSettings
+from brainsynth.bids import DataSettings, own_covariate_spec
 from brainsynth.config import (
+    COVARIATE_FIELDS,
     MAX_AXIS,
     MAX_GUIDANCE,
     SAMPLING_PRECISIONS,
     SAMPLING_PRECISIONS_TEXT,
     NoiseSchedule,
+    covariate_problems,
 )
 from brainsynth.errors import InvalidParameterError
 from brainsynth.files.schema import Checks, read_json
 from brainsynth.loading.networks import network_setting_problems
+from brainsynth.loading.presets import COVARIATE_SETS
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -141,6 +144,11 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
             checks.integer(value, place, 0)
         elif kind == "float":
             checks.number(value, place)
+        elif spec.name == "covariates" and cls is DataSettings:
+            if isinstance(value, list):
+                values[spec.name] = _own_covariates(value, place, checks)
+            else:
+                checks.text(value, place)
         elif kind == "str":
             checks.text(value, place)
         elif kind.startswith("dict") and checks.mapping(value, place) and spec.name == "network":
@@ -156,8 +164,33 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise InvalidParameterError(f"config section {where} is incomplete: {exc}") from exc
 
 
+def _own_covariates(items: list[Any], where: str, checks: Checks) -> tuple[dict[str, Any], ...]:
+    """A configuration's own covariate list, each entry checked as a covariate spec with a column."""
+    own = []
+    if not items:
+        checks.add(f"{where} must name a covariate set ({', '.join(COVARIATE_SETS)}) or list at least one covariate")
+    for i, item in enumerate(items):
+        place = f"{where}[{i}]"
+        if not checks.mapping(item, place):
+            continue
+        checks.known_keys(item, place, (*COVARIATE_FIELDS, "column"))
+        if "column" in item:
+            checks.text(item["column"], f"{place}.column")
+        try:
+            spec = own_covariate_spec(item)
+        except (TypeError, ValueError) as exc:
+            checks.add(f"{place} is not a covariate ({exc})")
+            continue
+        covariate_problems(spec, place, checks)
+        own.append({**item, "choices": list(item.get("choices", []))})
+    names = [item.get("name") for item in own]
+    if len(set(names)) != len(names):
+        checks.add(f"{where} names a covariate twice (got {', '.join(map(str, names))})")
+    return tuple(own)
+
+
 def _check(config: TrainingConfig) -> None:
-    if config.data.covariates not in COVARIATE_SETS:
+    if isinstance(config.data.covariates, str) and config.data.covariates not in COVARIATE_SETS:
         raise InvalidParameterError(
             f"data.covariates must be one of {', '.join(COVARIATE_SETS)} (got {config.data.covariates!r})"
         )
