@@ -32,6 +32,18 @@ from brainsynth.progress import Cancellation, WorkProgress
 from brainsynth.result import SampleResult
 from brainsynth.sampling.loop import ProgressCallback, StepProgress
 
+_LAZY = {"Scan": "brainsynth.scans.scan", "load_scan": "brainsynth.scans.scan"}
+
+
+def __getattr__(name: str):
+    """Names whose modules need an extra (``[scans]``) are imported when first used."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'brainsynth' has no attribute {name!r}")
+
+
 __all__ = [
     "BrainsynthError",
     "Cancellation",
@@ -49,9 +61,11 @@ __all__ = [
     "ProgressCallback",
     "SampleResult",
     "SamplingCancelled",
+    "Scan",
     "StepProgress",
     "WorkProgress",
     "__version__",
     "load_model",
+    "load_scan",
     "save_model_dir",
 ]

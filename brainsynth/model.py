@@ -17,10 +17,15 @@ import torch
 
 from brainsynth.config import ModelConfig
 from brainsynth.devices import resolve_device, store_weights, stored_weight_dtype
+from brainsynth.errors import InvalidParameterError
 from brainsynth.result import SampleResult
 from brainsynth.sampling import pipeline, requests
 from brainsynth.sampling.decoding import check_decoding
 from brainsynth.sampling.settings import OPTIONS_DOC, SamplingOptions, SamplingSettings
+
+if TYPE_CHECKING:
+    from brainsynth.scans.editing import EditResult, Inversion, Reconstruction
+    from brainsynth.scans.scan import Scan
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -249,6 +254,36 @@ class LatentDiffusionModel:
             For another precision, or latents of another shape than the model's.
         """
         return pipeline.decode(self, latents, precision)
+
+    # ------------------------------------------------------------------------- a subject's own scan
+
+    def reconstruct(self, scan: Scan, *, device: str = "auto") -> Reconstruction:
+        """The autoencoder's view of a scan from :func:`brainsynth.load_scan`, with PSNR, SSIM and the error map."""
+        from brainsynth.scans import editing
+
+        return editing.reconstruct(self, scan, device=device)
+
+    def invert(self, scan: Scan, covariates: Mapping[str, Any] | None = None, **options: Any) -> Inversion:
+        """Invert a scan with deterministic DDIM under its own ``covariates`` (given, or measured where
+        the model can) and regenerate it (see :func:`brainsynth.scans.editing.invert_scan`)."""
+        from brainsynth.scans import editing
+
+        return editing.invert_scan(self, scan, source=covariates, **options)
+
+    def edit(self, scan: Scan, targets: Sequence[Mapping[str, Any]] | None = None, **values: Any) -> EditResult:
+        """Edit a scan's covariates: ``model.edit(scan, age=80, source={"sex": "female", "age": 63})``.
+
+        Covariates given as keywords make one edit; ``targets`` (a list of covariate sets) make one
+        each, sharing one inversion (a traversal). Options: ``source`` (the scan's own covariates),
+        ``strength`` (0 to 1, the share of the steps inverted; default 1), ``steps``, ``device``,
+        ``precision``, ``extrapolate``, ``callback`` (see :func:`brainsynth.scans.editing.edit`).
+        """
+        from brainsynth.scans import editing
+
+        options = {k: values.pop(k) for k in list(values) if k in editing.EDIT_OPTIONS}
+        if targets is not None and values:
+            raise InvalidParameterError(f"give targets or covariates as keywords, not both (got {', '.join(values)})")
+        return editing.edit(self, scan, targets if targets is not None else [values], **options)
 
     def _run(self, request: requests.Request) -> SampleResult:
         settings = self.settings(request.batch_size, **request.options)

@@ -50,3 +50,23 @@ def test_a_new_solver_is_one_spec_and_samples_through_every_entry_point(monkeypa
     assert abs(new.latents - ddim.latents).max() > 1e-3
     frames = model.traverse("age", [50, 70], seed=3, steps=3, scheduler="halfway", device="cpu")
     assert frames.volumes.shape[0] == 2
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_ddim_inversion_is_exact_when_the_network_knows_the_answer(prediction_type):
+    """With a network that returns the true output at each sample's own level, inverting n steps lands
+    exactly on the noised latent the sampler starts from, for both prediction types that invert."""
+    solver = make_scheduler("ddim", NoiseSchedule(prediction_type=prediction_type), 6)
+    clean = torch.linspace(-1.0, 1.0, 24).reshape(1, 3, 2, 2, 2)
+    noise = torch.linspace(1.0, -0.5, 24).reshape(1, 3, 2, 2, 2)
+
+    def truth(alpha):
+        if prediction_type == "epsilon":
+            return noise
+        return alpha**0.5 * noise - (1 - alpha) ** 0.5 * clean
+
+    x = clean
+    for t in reversed(solver.timesteps.tolist()):
+        x = solver.invert(truth(solver.alpha_bar(solver.previous_timestep(t))), t, x)
+    top = solver.alphas_cumprod[int(solver.timesteps[0])]
+    torch.testing.assert_close(x, top**0.5 * clean + (1 - top) ** 0.5 * noise, rtol=1e-5, atol=1e-5)

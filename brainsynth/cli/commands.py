@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from brainsynth.cli.options import COVARIATE_DEST
+from brainsynth.cli.options import covariate_values, number_or_text
 from brainsynth.cli.progress import progress_bar, work_bar
+from brainsynth.cli.scans import run_edit, run_reconstruct
 from brainsynth.cli.training import run_cohort, run_evaluate, run_export, run_train
 from brainsynth.controls import result_title
 from brainsynth.devices import available_devices, low_precision_issues, resolve_device
@@ -27,27 +28,6 @@ from brainsynth.model import LatentDiffusionModel
 from brainsynth.result import SampleResult, output_paths
 from brainsynth.sampling.noise import check_seed
 from brainsynth.sampling.timesteps import DEFAULT_TIMESTEP_SPACING
-
-
-def _number_or_text(text: str) -> float | str:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _covariates(args: argparse.Namespace, suffix: str = "") -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    prefix = COVARIATE_DEST.format(suffix, "")
-    for dest, value in vars(args).items():
-        if dest.startswith(prefix) and value is not None:
-            values[dest.removeprefix(prefix)] = int(value) if isinstance(value, str) and value.isdigit() else value
-    for item in getattr(args, "assignments", []) if not suffix else []:
-        name, sep, text = item.partition("=")
-        if not sep or not name:
-            raise InvalidParameterError(f"--set must look like NAME=VALUE (got {item!r})")
-        values[name.strip().replace("-", "_")] = _number_or_text(text.strip())
-    return values
 
 
 def _check_output(args: argparse.Namespace, count: int, series: bool) -> None:
@@ -113,7 +93,7 @@ def _report(result: SampleResult, paths: list[Path]) -> None:
 
 def run_sample(args: argparse.Namespace) -> int:
     """``brainsynth sample``."""
-    covariates = _covariates(args)
+    covariates = covariate_values(args)
     options = _sampling_options(args)
     _check_output(args, args.batch_size, series=False)
     model = _load_for_sampling(args)
@@ -127,7 +107,7 @@ def _traverse_values(args: argparse.Namespace) -> list[Any]:
     if args.values is not None:
         if any(v is not None for v in (args.start, args.stop, args.frames)):
             raise InvalidParameterError("give either --values or --start/--stop/--frames, not both")
-        values = [_number_or_text(v.strip()) for v in args.values.split(",") if v.strip()]
+        values = [number_or_text(v.strip()) for v in args.values.split(",") if v.strip()]
         if not values:
             raise InvalidParameterError(f"--values must list at least one value (got {args.values!r})")
         return values
@@ -141,7 +121,7 @@ def _traverse_values(args: argparse.Namespace) -> list[Any]:
 def run_traverse(args: argparse.Namespace) -> int:
     """``brainsynth traverse``."""
     values = _traverse_values(args)
-    covariates = _covariates(args)
+    covariates = covariate_values(args)
     options = _sampling_options(args)
     _check_output(args, len(values), series=True)
     model = _load_for_sampling(args)
@@ -155,7 +135,7 @@ def run_traverse(args: argparse.Namespace) -> int:
 
 def run_interpolate(args: argparse.Namespace) -> int:
     """``brainsynth interpolate``."""
-    start, end = _covariates(args), _covariates(args, "-b")
+    start, end = covariate_values(args), covariate_values(args, "-b")
     options = _sampling_options(args)
     _check_output(args, args.frames, series=True)
     model = _load_for_sampling(args)
@@ -381,4 +361,6 @@ COMMANDS = {
     "benchmark": run_benchmark,
     "explore": run_explore,
     "download": run_download,
+    "edit": run_edit,
+    "reconstruct": run_reconstruct,
 }

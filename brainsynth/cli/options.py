@@ -137,3 +137,26 @@ def add_output(parser: argparse.ArgumentParser, what: str) -> None:
     group.add_argument("--dtype", choices=OUTPUT_DTYPES, default="float32", help="stored data type (default float32)")
     group.add_argument("--overwrite", action="store_true", help="replace existing files")
     group.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def number_or_text(text: str) -> float | str:
+    """``text`` as a number where it reads as one, else as it is."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def covariate_values(args: argparse.Namespace, suffix: str = "") -> dict[str, Any]:
+    """The covariates a command line gives: the model's own flags (with ``suffix``) and ``--set``."""
+    values: dict[str, Any] = {}
+    prefix = COVARIATE_DEST.format(suffix, "")
+    for dest, value in vars(args).items():
+        if dest.startswith(prefix) and value is not None:
+            values[dest.removeprefix(prefix)] = int(value) if isinstance(value, str) and value.isdigit() else value
+    for item in getattr(args, "assignments", []) if not suffix else []:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise InvalidParameterError(f"--set must look like NAME=VALUE (got {item!r})")
+        values[name.strip().replace("-", "_")] = number_or_text(text.strip())
+    return values

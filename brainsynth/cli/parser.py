@@ -21,6 +21,10 @@ from brainsynth.sampling.decoding import DECODING_MODES
 from brainsynth.sampling.schedulers import SCHEDULERS
 
 EXAMPLES = {
+    "edit": """examples:
+  brainsynth edit /usr/share/mricron/templates/ch2bet.nii.gz --source sex=female,age=27 --age 70 --output older.nii.gz
+  brainsynth edit scan.nii.gz --model ukb --source sex=male,age=63,ventricular_volume=30,brain_volume=1400 \\
+      --ventricular-volume 60 --strength 0.6 --output bigger_ventricles.nii.gz""",
     "sample": """examples:
   brainsynth sample --sex female --age 70 --seed 1 --output brain.nii.gz
   brainsynth sample --model ukb --sex male --age 60 --ventricular-volume 45 --brain-volume 1400 \\
@@ -308,6 +312,43 @@ def build_parser(covariates: Sequence[CovariateSpec] = ()) -> argparse.ArgumentP
 
     _add_training_commands(subparsers)
 
+    edit = subparser(subparsers, "edit", "Edit a subject's scan: register it, invert it, change its covariates.")
+    edit.add_argument("scan", metavar="SCAN.nii.gz", help="a T1w NIfTI of the model's kind (head or skull-stripped)")
+    add_model(edit)
+    flags.append((add_covariates(edit, what=" to change to"), ""))
+    edit.add_argument(
+        "--source",
+        metavar="NAME=VALUE,...",
+        help="the scan's own covariates (what is not given is measured where the model can, else refused by name)",
+    )
+    edit.add_argument(
+        "--strength", type=float, default=1.0, metavar="S", help="share of the steps inverted, 0 to 1 (default 1)"
+    )
+    edit.add_argument("--steps", type=int, metavar="N", help="DDIM steps (default: the model's)")
+    edit.add_argument("--transform", choices=("rigid", "affine"), default="rigid", help="registration (default rigid)")
+    edit.add_argument("--device", default="auto", help="where the networks run (default auto)")
+    edit.add_argument("--precision", choices=SAMPLING_PRECISIONS, help="network precision (default: the model's)")
+    edit.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        type=output_path,
+        metavar="OUT.nii.gz",
+        help="the edited scan on its own grid; the signed difference goes beside it as OUT_diff.nii.gz",
+    )
+    edit.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    edit.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    reconstruct = subparser(
+        subparsers, "reconstruct", "The autoencoder's view of a subject's scan, with PSNR and SSIM."
+    )
+    reconstruct.add_argument("scan", metavar="SCAN.nii.gz", help="a T1w NIfTI of the model's kind")
+    add_model(reconstruct)
+    reconstruct.add_argument("--transform", choices=("rigid", "affine"), default="rigid", help="registration")
+    reconstruct.add_argument("--device", default="auto", help="where the networks run (default auto)")
+    reconstruct.add_argument("--output", "-o", required=True, type=output_path, metavar="OUT.nii.gz", help="output")
+    reconstruct.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
     download = subparser(subparsers, "download", "Download a published model's files.")
     download.add_argument("name", choices=["ukb"], help="ukb: the published UK Biobank model (about 2.3 GB)")
     download.add_argument(
@@ -319,10 +360,10 @@ def build_parser(covariates: Sequence[CovariateSpec] = ()) -> argparse.ArgumentP
 
 
 def model_of(argv: Sequence[str]) -> str | None:
-    """The ``--model`` a sample, traverse or interpolate command line names (``"demo"`` by default), or
+    """The ``--model`` a sample, traverse, interpolate or edit command line names (``"demo"`` by default), or
     ``None`` for the other commands (they take no covariate flags)."""
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("command", nargs="?")
     early.add_argument("--model", default="demo")
     known, _ = early.parse_known_args(list(argv))
-    return known.model if known.command in ("sample", "traverse", "interpolate") else None
+    return known.model if known.command in ("sample", "traverse", "interpolate", "edit") else None

@@ -206,15 +206,20 @@ class TimestepSolver:
     def clean_and_noise(
         self, model_output: torch.Tensor, timestep: int, sample: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The clean latent ``x_0`` and the noise ``eps`` that the U-Net's output implies."""
-        alpha_prod_t = self.alphas_cumprod[timestep]
-        beta_prod_t = 1 - alpha_prod_t
+        """The clean latent ``x_0`` and the noise ``eps`` that the U-Net's output at ``timestep`` implies."""
+        return self.split(model_output, self.alphas_cumprod[timestep], sample)
+
+    def split(
+        self, model_output: torch.Tensor, alpha_prod: torch.Tensor, sample: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x_0`` and ``eps`` from the U-Net's output for a ``sample`` at the noise level ``alpha_prod``."""
+        beta_prod = 1 - alpha_prod
         if self.prediction_type == "epsilon":
-            clean = (sample - (beta_prod_t**0.5) * model_output) / (alpha_prod_t**0.5)
+            clean = (sample - (beta_prod**0.5) * model_output) / (alpha_prod**0.5)
             return clean, model_output
         if self.prediction_type == "sample":
-            return model_output, (sample - (alpha_prod_t**0.5) * model_output) / (beta_prod_t**0.5)
+            return model_output, (sample - (alpha_prod**0.5) * model_output) / (beta_prod**0.5)
         if self.prediction_type == "v_prediction":
-            clean = (alpha_prod_t**0.5) * sample - (beta_prod_t**0.5) * model_output
-            return clean, (alpha_prod_t**0.5) * model_output + (beta_prod_t**0.5) * sample
+            clean = (alpha_prod**0.5) * sample - (beta_prod**0.5) * model_output
+            return clean, (alpha_prod**0.5) * model_output + (beta_prod**0.5) * sample
         raise ValueError(f"prediction type must be epsilon, v_prediction or sample (got {self.prediction_type!r})")

@@ -27,6 +27,20 @@ class DDIM(TimestepSolver):
             previous = previous + variance**0.5 * eta * noise
         return previous
 
+    def invert(self, output: torch.Tensor, timestep: int, x_s: torch.Tensor) -> torch.Tensor:
+        """One step of deterministic DDIM inversion: from ``x_s`` at the level a sampling step from
+        ``timestep`` lands on (the clean level after the last listed timestep) up to ``timestep``'s level.
+
+        ``output`` is the U-Net's at ``(x_s, timestep)``, standing in for its output at the unknown
+        ``x_t`` (the usual approximation of DDIM inversion; Song et al. 2021, Mokady et al. 2023). The
+        clean latent and the noise are read off ``x_s`` at its own level, as diffusers'
+        ``DDIMInverseScheduler`` does, for every prediction type.
+        """
+        alpha_s = self.alpha_bar(self.previous_timestep(timestep))
+        alpha_t = self.alphas_cumprod[int(timestep)]
+        clean, epsilon = self.split(output, alpha_s, x_s)
+        return alpha_t**0.5 * clean + (1 - alpha_t) ** 0.5 * epsilon
+
 
 SPEC = SolverSpec(
     "ddim",

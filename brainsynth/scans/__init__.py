@@ -1,0 +1,1 @@
+"""A subject's own scan in a model's space: loading, registration, resampling back, and editing it."""

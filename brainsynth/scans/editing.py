@@ -1,0 +1,398 @@
+"""Reconstructing, inverting and editing a subject's scan with a model (the scan from :func:`load_scan`).
+
+An edit, in numbered steps:
+
+1. resolve the scan's own covariates (given, or measured where the model's covariates are volumes the
+   segmenter measures) and the targets (the source values where a covariate is not asked to change);
+2. encode the scan (the autoencoder's mean latent, times the scale factor);
+3. invert it with deterministic DDIM under its own covariates, the last ``strength`` share of the
+   steps (all of them at strength 1: up to the noise the sampler starts from);
+4. regenerate from there under its own covariates (the round trip) and under each target, in one batch;
+5. decode; the change is each edit minus the round trip (zero where the covariates change nothing),
+   and the edited scan on its own grid is the scan as read plus that change, mapped back and scaled to
+   its units, so the scan keeps its own resolution and detail outside what the edit changed.
+
+What comes out is a model's counterfactual under its covariates, not a prediction of this person's
+future.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from brainsynth.covariates import resolve_covariates
+from brainsynth.errors import InvalidParameterError
+from brainsynth.evaluation.metrics import psnr, ssim
+from brainsynth.evaluation.segmenters import MEASURABLE
+from brainsynth.files.atomic import atomic_write_files, json_bytes
+from brainsynth.files.nifti import check_output_path, nifti_bytes, sidecar_path
+from brainsynth.model import LatentDiffusionModel
+from brainsynth.sampling.inversion import invert
+from brainsynth.sampling.loop import ProgressCallback, StepProgress, denoise
+from brainsynth.sampling.pipeline import decode_latents, provenance
+from brainsynth.sampling.schedulers import make_scheduler
+from brainsynth.scans.scan import Scan
+
+#: The options of :func:`edit` besides the scan and the targets.
+EDIT_OPTIONS = frozenset({"source", "strength", "steps", "device", "precision", "extrapolate", "callback"})
+
+
+def difference_path(path: Path) -> Path:
+    """Where the difference of an edit saved at ``path`` goes: ``OUT_diff.nii.gz`` beside ``OUT.nii.gz``."""
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
+    return path.with_name(path.name[: -len(suffix)] + "_diff" + suffix)
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """The autoencoder's view of a scan: the decoded volume, its error map, PSNR (dB) and SSIM."""
+
+    volume: np.ndarray
+    error: np.ndarray
+    psnr_db: float
+    ssim: float
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """Edits of one scan, one per target, sharing one inversion.
+
+    Attributes
+    ----------
+    volumes : numpy.ndarray
+        (B, X, Y, Z) the edited brains on the model's grid.
+    differences : numpy.ndarray
+        (B, X, Y, Z) each edit minus the round trip, on the model's grid (signed).
+    on_scan : numpy.ndarray
+        (B, ...) the edited scans on the scan's own grid, in its units.
+    differences_on_scan : numpy.ndarray
+        (B, ...) the differences on the scan's own grid, in its units.
+    roundtrip : numpy.ndarray
+        The scan regenerated under its own covariates (model grid).
+    roundtrip_psnr_db : float
+        PSNR of the round trip against the autoencoder's reconstruction of the scan: what inverting and
+        regenerating lose (1.0 clipped, model grid).
+    reconstruction_psnr_db : float
+        PSNR of the autoencoder's reconstruction against the scan: what the autoencoder loses.
+    source : dict
+        The scan's own covariates (``source_measured`` names those measured, not given).
+    targets : tuple of dict
+        The covariates of each edit.
+    measured : tuple of dict
+        What the segmenter measures in each edit, and in the round trip (``measured_source``).
+    settings, provenance : dict
+        How the edit ran, and from what.
+    """
+
+    volumes: np.ndarray
+    differences: np.ndarray
+    on_scan: np.ndarray
+    differences_on_scan: np.ndarray
+    roundtrip: np.ndarray
+    roundtrip_psnr_db: float
+    reconstruction_psnr_db: float
+    source: dict[str, Any]
+    source_measured: tuple[str, ...]
+    targets: tuple[dict[str, Any], ...]
+    measured: tuple[dict[str, float], ...] = ()
+    measured_source: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> list[Path]:
+        """Write the edited scan on its own grid and affine (one volume, or a 4D series for several edits,
+        edits last), the signed difference beside it (``_diff``) and the JSON sidecar, all or none.
+
+        Returns the paths written: the edit, the difference, the sidecar.
+        """
+        path = check_output_path(path, overwrite=overwrite)
+        diff = difference_path(path)
+        check_output_path(diff, overwrite=overwrite, name="difference output")
+        gzipped = path.name.endswith(".gz")
+        single = len(self) == 1
+        edited = self.on_scan[0] if single else np.moveaxis(self.on_scan, 0, -1)
+        change = self.differences_on_scan[0] if single else np.moveaxis(self.differences_on_scan, 0, -1)
+        affine = np.asarray(self.settings["scan"]["affine"], dtype=np.float64)
+        sidecar = {**self.sidecar(0), "covariates": list(self.targets), "measured": list(self.measured)}
+        sidecar["difference_file"] = diff.name
+        atomic_write_files(
+            [
+                (path, nifti_bytes(edited, affine, gzipped=gzipped, description="brainsynth edit")),
+                (diff, nifti_bytes(change, affine, gzipped=gzipped, description="brainsynth edit difference")),
+                (sidecar_path(path), json_bytes(sidecar)),
+            ]
+        )
+        return [path, diff, sidecar_path(path)]
+
+    def sidecar(self, index: int = 0) -> dict[str, Any]:
+        """The JSON sidecar of edit ``index``."""
+        return {
+            "kind": "edit",
+            "source_covariates": self.source,
+            "source_measured": list(self.source_measured),
+            "covariates": self.targets[index],
+            "measured": self.measured[index] if self.measured else {},
+            "measured_source": self.measured_source,
+            "roundtrip_psnr_db": round(self.roundtrip_psnr_db, 3),
+            "reconstruction_psnr_db": round(self.reconstruction_psnr_db, 3),
+            "settings": self.settings,
+            "provenance": self.provenance,
+        }
+
+
+def _encode(model: LatentDiffusionModel, volume: np.ndarray, device: torch.device) -> torch.Tensor:
+    with torch.no_grad():
+        z_mu, _ = model.autoencoder.encode(torch.as_tensor(volume, dtype=torch.float32)[None, None].to(device))
+    return z_mu * model.config.scale_factor
+
+
+def encode(model: LatentDiffusionModel, volume: np.ndarray, *, device: str = "auto") -> torch.Tensor:
+    """The scaled latent of a volume on the model's grid: the autoencoder's posterior mean times the
+    model's scale factor, shape (1, C, X', Y', Z'), on the sampling device."""
+    settings = model.settings(device=device)
+    model.to(settings.device)
+    return _encode(model, np.asarray(volume, dtype=np.float32), settings.device)
+
+
+def reconstruct(model: LatentDiffusionModel, scan: Scan, *, device: str = "auto") -> Reconstruction:
+    """The autoencoder's view of ``scan`` (encode, decode) with PSNR, SSIM and the error map."""
+    settings = model.settings(device=device)
+    model.to(settings.device)
+    latent = _encode(model, scan.volume, settings.device)
+    volume = decode_latents(model.autoencoder, latent, model.config, settings.precision, model.decoding).volumes[0]
+    clipped = np.clip(volume, 0.0, 1.0)
+    return Reconstruction(volume, volume - scan.volume, psnr(scan.volume, clipped), ssim(scan.volume, clipped))
+
+
+def measurable_covariates(model: LatentDiffusionModel) -> list[str]:
+    """The model's covariates that the segmenter measures in an image."""
+    return [name for name in MEASURABLE if name in model.config.covariate_names]
+
+
+def _measure(model: LatentDiffusionModel, volume: np.ndarray) -> dict[str, float]:
+    names = measurable_covariates(model)
+    if not names:
+        return {}
+    from brainsynth.evaluation.segmenters import field_of, load_segmenter
+
+    measured = load_segmenter(None)(volume, model.config.affine_array)
+    return {name: round(field_of(measured, MEASURABLE[name]), 3) for name in names}
+
+
+def check_source(model: LatentDiffusionModel, given: Mapping[str, Any] | None, extrapolate: bool = False) -> list[str]:
+    """Check the scan's given covariates by name; return those left to measure. Refuses, naming them,
+    covariates the model does not have and covariates neither given nor measurable."""
+    given = dict(given or {})
+    unknown = [name for name in given if name not in model.config.covariate_names]
+    if unknown:
+        raise InvalidParameterError(
+            f"source covariates must be among {', '.join(model.config.covariate_names)} (got {', '.join(unknown)})"
+        )
+    missing = [name for name in model.config.covariate_names if name not in given]
+    unmeasurable = [name for name in missing if name not in measurable_covariates(model)]
+    if unmeasurable:
+        raise InvalidParameterError(
+            f"the scan's own {', '.join(unmeasurable)} must be given (source covariates; "
+            f"e.g. --source {unmeasurable[0]}=...): the model cannot measure them in an image"
+        )
+    if given:
+        resolve_covariates(model.config.covariates, {**_defaults(model), **given}, extrapolate=extrapolate)
+    return missing
+
+
+def _defaults(model: LatentDiffusionModel) -> dict[str, Any]:
+    return {c.name: c.default for c in model.config.covariates if c.default is not None}
+
+
+def source_covariates(
+    model: LatentDiffusionModel, scan: Scan, given: Mapping[str, Any] | None, extrapolate: bool = False
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The scan's own covariates: those given, the rest measured where the segmenter can (see :func:`check_source`)."""
+    given = dict(given or {})
+    missing = check_source(model, given, extrapolate)
+    measured = _measure(model, scan.volume) if missing else {}
+    values = {name: given[name] if name in given else measured[name] for name in model.config.covariate_names}
+    resolve_covariates(model.config.covariates, values, extrapolate=extrapolate)
+    return values, tuple(missing)
+
+
+def check_strength(strength: object) -> float:
+    """Return ``strength`` if it is a number in (0, 1]."""
+    if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0.0 < strength <= 1.0:
+        raise InvalidParameterError(f"strength must be a number above 0 and at most 1 (got {strength!r})")
+    return float(strength)
+
+
+def _progress(callback: ProgressCallback | None, offset: int, total: int) -> ProgressCallback | None:
+    if callback is None:
+        return None
+    return lambda p: callback(
+        StepProgress(offset + p.step, total, p.timestep, latent=p.latent, predicted_clean=p.predicted_clean)
+    )
+
+
+@dataclass(frozen=True)
+class Inversion:
+    """A scan run up to noise under its own covariates, and how well that noise gives it back.
+
+    Attributes
+    ----------
+    noise : torch.Tensor
+        (1, C, X', Y', Z') the latent at the top of the inverted steps (at strength 1, the initial noise
+        ``x_T``: ``model.sample(noise=inversion.noise[0], covariates=inversion.source, steps=...)``
+        regenerates the scan).
+    source : dict
+        The covariates it was inverted under.
+    roundtrip : numpy.ndarray
+        The scan regenerated from ``noise`` under ``source``.
+    roundtrip_psnr_db, reconstruction_psnr_db : float
+        PSNR of the round trip against the autoencoder's reconstruction, and of that against the scan.
+    settings : dict
+        Steps, timesteps, precision, device.
+    """
+
+    noise: torch.Tensor
+    source: dict[str, Any]
+    roundtrip: np.ndarray
+    roundtrip_psnr_db: float
+    reconstruction_psnr_db: float
+    settings: dict[str, Any]
+
+
+def _invert_and_regenerate(model, scan, conditions, strength, steps, device, precision, callback):
+    """Steps 2 to 4 of the module and the decode: (reconstruction, regenerated volumes, noised latent, settings)."""
+    config = model.config
+    if config.noise_schedule.prediction_type not in ("epsilon", "v_prediction"):
+        raise InvalidParameterError(
+            f"inverting a scan needs a model that predicts epsilon or v (model '{config.name}' predicts "
+            f"{config.noise_schedule.prediction_type}: its output gives no noise at the clean level)"
+        )
+    settings = model.settings(steps=steps, scheduler="ddim", device=device, precision=precision)
+    count = max(1, round(strength * settings.steps))
+    model.to(settings.device)
+    covariates = torch.tensor([c.normalised for c in conditions], dtype=torch.float32, device=settings.device)
+    latent = _encode(model, scan.volume, settings.device)
+    solver = make_scheduler("ddim", config.noise_schedule, settings.steps, settings.timestep_spacing)
+    noised = invert(
+        model.unet,
+        solver,
+        latent,
+        covariates[:1],
+        conditioning=config.conditioning,
+        steps=count,
+        precision=settings.precision,
+        callback=_progress(callback, 0, 2 * count),
+    )
+    solver.use_timesteps(list(settings.timesteps)[-count:])
+    x_0 = denoise(
+        model.unet,
+        solver,
+        noised.expand(len(conditions), *noised.shape[1:]).contiguous(),
+        covariates,
+        conditioning=config.conditioning,
+        prediction_type=config.noise_schedule.prediction_type,
+        callback=_progress(callback, count, 2 * count),
+        precision=settings.precision,
+    )
+    decoded = decode_latents(model.autoencoder, torch.cat((latent, x_0)), config, settings.precision, model.decoding)
+    record = {
+        **settings.record(len(conditions)),
+        "strength": strength,
+        "inverted_steps": count,
+        "decoding": decoded.mode,
+        "scan": scan.record(),
+    }
+    return decoded.volumes[0], decoded.volumes[1:], noised, record
+
+
+def invert_scan(
+    model: LatentDiffusionModel,
+    scan: Scan,
+    *,
+    source: Mapping[str, Any] | None = None,
+    steps: int | None = None,
+    strength: float = 1.0,
+    device: str = "auto",
+    precision: str | None = None,
+    extrapolate: bool = False,
+    callback: ProgressCallback | None = None,
+) -> Inversion:
+    """Invert ``scan`` under its own covariates and regenerate it from the result (the round-trip check)."""
+    started = time.perf_counter()
+    strength = check_strength(strength)
+    own, _ = source_covariates(model, scan, source, extrapolate)
+    condition = resolve_covariates(model.config.covariates, own, extrapolate=True)
+    reconstruction, volumes, noised, record = _invert_and_regenerate(
+        model, scan, [condition], strength, steps, device, precision, callback
+    )
+    record["time_taken_s"] = round(time.perf_counter() - started, 3)
+    return Inversion(
+        noise=noised.cpu(),
+        source=own,
+        roundtrip=volumes[0],
+        roundtrip_psnr_db=psnr(np.clip(reconstruction, 0.0, 1.0), np.clip(volumes[0], 0.0, 1.0)),
+        reconstruction_psnr_db=psnr(scan.volume, np.clip(reconstruction, 0.0, 1.0)),
+        settings=record,
+    )
+
+
+def edit(
+    model: LatentDiffusionModel,
+    scan: Scan,
+    targets: Sequence[Mapping[str, Any]],
+    *,
+    source: Mapping[str, Any] | None = None,
+    strength: float = 1.0,
+    steps: int | None = None,
+    device: str = "auto",
+    precision: str | None = None,
+    extrapolate: bool = False,
+    callback: ProgressCallback | None = None,
+) -> EditResult:
+    """Edit ``scan`` towards each of ``targets`` (see the module's steps); one inversion serves them all."""
+    started = time.perf_counter()
+    config = model.config
+    strength = check_strength(strength)
+    if isinstance(targets, Mapping) or not targets:
+        raise InvalidParameterError(f"targets must be a non-empty list of covariate sets (got {targets!r})")
+    # 1. Covariates: the scan's own, then each target over them.
+    own, measured_names = source_covariates(model, scan, source, extrapolate)
+    conditions = [resolve_covariates(config.covariates, own, extrapolate=True)]
+    conditions += [
+        resolve_covariates(config.covariates, {**own, **dict(target)}, extrapolate=extrapolate) for target in targets
+    ]
+    # 2. to 4. Encode, invert, regenerate; then decode.
+    reconstruction, volumes, _, record = _invert_and_regenerate(
+        model, scan, conditions, strength, steps, device, precision, callback
+    )
+    # 5. The change, and the edited scan on its own grid.
+    roundtrip, edited = volumes[0], volumes[1:]
+    differences = edited - roundtrip[None]
+    low, high = scan.intensity_range
+    differences_on_scan = np.stack([scan.to_scan_grid(d) * (high - low) for d in differences]).astype(np.float32)
+    return EditResult(
+        volumes=edited,
+        differences=differences,
+        on_scan=(scan.original[None] + differences_on_scan).astype(np.float32),
+        differences_on_scan=differences_on_scan,
+        roundtrip=roundtrip,
+        roundtrip_psnr_db=psnr(np.clip(reconstruction, 0.0, 1.0), np.clip(roundtrip, 0.0, 1.0)),
+        reconstruction_psnr_db=psnr(scan.volume, np.clip(reconstruction, 0.0, 1.0)),
+        source=own,
+        source_measured=measured_names,
+        targets=tuple(dict(c.real) for c in conditions[1:]),
+        measured=tuple(_measure(model, volume) for volume in edited),
+        measured_source=_measure(model, roundtrip),
+        settings=record,
+        provenance=provenance(model, torch.device(record["device"]), time.perf_counter() - started),
+    )
