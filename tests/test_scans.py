@@ -109,6 +109,7 @@ def test_a_traversal_of_edits_shares_one_inversion(demo, colin, monkeypatch):
         [{"age": 50}, {"age": 70}, {"age": 90}],
         source={"sex": "female", "age": 27},
         strength=0.3,
+        steps=20,
         device="cpu",
         extrapolate=True,
     )
@@ -118,7 +119,8 @@ def test_a_traversal_of_edits_shares_one_inversion(demo, colin, monkeypatch):
 
 
 def test_inversion_round_trip(demo, colin):
-    inversion = demo.invert(colin, {"sex": "female", "age": 27}, device="cpu", precision="float32", extrapolate=True)
+    source = {"sex": "female", "age": 27}
+    inversion = demo.invert(colin, source, steps=20, device="cpu", precision="float32", extrapolate=True)
     assert inversion.noise.shape == (1, *demo.config.latent_shape)
     again = demo.sample(
         inversion.source,
@@ -189,6 +191,17 @@ def test_unusable_images_are_refused(demo, tmp_path, make, message):
     nib.save(nib.Nifti1Image(data, image.affine), tmp_path / "bad.nii.gz")
     with pytest.raises(brainsynth.InvalidParameterError, match=message):
         brainsynth.load_scan(tmp_path / "bad.nii.gz", demo)
+
+
+def test_files_that_are_not_a_3d_nifti_are_refused(demo, tmp_path):
+    (tmp_path / "notes.nii.gz").write_text("not an image")
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"is not a readable NIfTI image"):
+        brainsynth.load_scan(tmp_path / "notes.nii.gz", demo)
+    nib.save(nib.Nifti1Image(np.ones((16, 16, 16, 3), np.float32), np.eye(4)), tmp_path / "series.nii.gz")
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"must be a 3D image \(got shape \(16, 16, 16, 3\)\)"):
+        brainsynth.load_scan(tmp_path / "series.nii.gz", demo)
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"transform must be one of rigid, affine"):
+        brainsynth.load_scan(COLIN / "ch2bet.nii.gz", demo, transform="elastic")
 
 
 def test_a_small_field_of_view_and_a_failed_registration_are_refused_with_a_figure(demo, tmp_path):
