@@ -227,3 +227,28 @@ def test_a_small_field_of_view_and_a_failed_registration_are_refused_with_a_figu
     nib.save(nib.Nifti1Image(ball, image.affine), tmp_path / "ball.nii.gz")
     with pytest.raises(brainsynth.InvalidParameterError, match=r"registration of scan .* failed: its correlation"):
         brainsynth.load_scan(tmp_path / "ball.nii.gz", demo)
+
+
+def test_a_follow_up_is_the_same_subject_older():
+    from brainsynth.synthetic.anatomy import cohort_grid, draw_subject, follow_up, synthesize_subject
+
+    params = draw_subject(np.random.default_rng(5))
+    later = follow_up(params, 15)
+    assert later.age == pytest.approx(params.age + 15)
+    assert (later.field_seed, later.head_scale, later.gamma) == (params.field_seed, params.head_scale, params.gamma)
+    assert later.tissue_loss > params.tissue_loss
+    grid = cohort_grid(8.0)
+    before, after = synthesize_subject(params, grid), synthesize_subject(later, grid)
+    assert after["ventricular_volume_ml"] > 1.2 * before["ventricular_volume_ml"]
+    assert after["brain_volume_ml"] < before["brain_volume_ml"]
+
+
+def test_the_edit_evaluation_writes_its_numbers(demo, tmp_path):
+    from brainsynth.evaluation.edits import evaluate_edits
+
+    summary = evaluate_edits(demo, tmp_path, n=2, years=(10,), steps=4, device="cpu")
+    assert set(summary["+10 years"]["ssim"]) == {"edit", "scan", "fresh"}
+    assert 0.0 <= summary["+10 years"]["identity"] <= 1.0
+    stored = json.loads((tmp_path / "edits.json").read_text())
+    assert len(stored["rows"]) == 2
+    assert "| +10 years |" in (tmp_path / "edits.md").read_text()

@@ -165,6 +165,12 @@ def _add_training_commands(subparsers) -> None:
         help="classifier-free guidance scale of the samples (default: the model's)",
     )
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    evaluate.add_argument(
+        "--edits",
+        action="store_true",
+        help="measure edits instead: --n held-out synthetic subjects edited +10 and +20 years against their true "
+        "follow-ups (edits.md, edits.json)",
+    )
 
     export = subparser(subparsers, "export", "Export a model in another format.")
     export.add_argument("--model", required=True, metavar="M", help="model name or folder")

@@ -7,7 +7,7 @@ import csv
 import math
 from pathlib import Path
 
-from brainsynth.errors import InvalidParameterError
+from brainsynth.errors import InvalidParameterError, OutputExistsError
 
 
 def run_cohort(args: argparse.Namespace) -> int:
@@ -93,6 +93,21 @@ def _stage_printer():
     return show
 
 
+def _evaluate_edits(model, args: argparse.Namespace) -> int:
+    from brainsynth.cli.progress import work_bar
+    from brainsynth.evaluation.edits import evaluate_edits
+    from brainsynth.files.paths import check_output_name
+
+    output = check_output_name(args.output, "--output")
+    if (output / "edits.md").exists() and not args.overwrite:
+        raise OutputExistsError(f"{output / 'edits.md'} exists; pass --overwrite to replace it")
+    with work_bar("edits", False) as callback:
+        summary = evaluate_edits(model, output, n=args.n, seed=args.seed, device=args.device, callback=callback)
+    print(f"wrote {output / 'edits.md'}")
+    print((output / "edits.md").read_text().strip())
+    return 0 if summary else 1
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """``brainsynth evaluate``."""
     from brainsynth.evaluation.report import check_request, evaluate_model
@@ -102,6 +117,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if isinstance(args.n, int) and args.n < 2:
         raise InvalidParameterError(f"--n must be at least 2 (pairs are compared; got {args.n})")
     model = load_model(args.model)
+    if args.edits:
+        return _evaluate_edits(model, args)
     check_request(model, args.n, covariates, args.fidelity)
     report = evaluate_model(
         model,

@@ -76,6 +76,17 @@ class Scan:
     intensity_range: tuple[float, float]
     registration: Registration
 
+    @classmethod
+    def on_model_grid(cls, volume: np.ndarray, model: LatentDiffusionModel, *, path: str = "") -> Scan:
+        """A volume already on the model's grid and scale (a cohort image, say), as a scan of itself."""
+        volume = np.asarray(volume, dtype=np.float32)
+        affine = model.config.affine_array
+        if volume.shape != tuple(model.config.image_shape):
+            raise InvalidParameterError(
+                f"volume must be on the model's grid {tuple(model.config.image_shape)} (got {volume.shape})"
+            )
+        return cls(volume, affine, path, volume, affine, (0.0, 1.0), Registration("rigid", np.eye(4), 1.0, 0.0))
+
     def to_scan_grid(self, volume: np.ndarray) -> np.ndarray:
         """A volume on the model's grid mapped onto the scan's own grid (0 outside the model's field of view)."""
         to_model = np.linalg.inv(self.registration.model_to_scan)

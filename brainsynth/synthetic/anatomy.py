@@ -112,6 +112,26 @@ def draw_subject(rng: np.random.Generator, template_ventricles_ml: float = 16.0)
     )
 
 
+def follow_up(params: SubjectParameters, years: float) -> SubjectParameters:
+    """The same subject ``years`` later: the age-dependent parameters advanced by the cohort's own age
+    model (ventricles by ``exp(1.45 * years / 38)`` in volume, tissue loss by ``0.26`` and grey-matter
+    loss by ``0.1`` per 38 years), the subject's own deviations, head, contrast, fields and noise kept.
+
+    Ages beyond the cohort's 44-82 follow the same model; the clips of :func:`draw_subject` still apply.
+    """
+    step = float(years) / 38.0
+    growth = np.exp(1.45 * step / 3.0)  # linear magnification for the ventricular volume's growth
+    return SubjectParameters(
+        **{
+            **asdict(params),
+            "age": round(params.age + float(years), 1),
+            "ventricle_expansion": float(np.clip((1.0 + params.ventricle_expansion) * growth - 1.0, -0.35, 1.3)),
+            "tissue_loss": float(np.clip(params.tissue_loss + 0.26 * step, 0.0, 0.45)),
+            "grey_matter_loss": float(np.clip(params.grey_matter_loss + 0.1 * step, 0.0, 0.2)),
+        }
+    )
+
+
 @dataclass(frozen=True)
 class Grid:
     """A voxel grid: shape and RAS affine."""
