@@ -24,7 +24,7 @@ from brainsynth.sampling.decoding import check_decoding
 from brainsynth.sampling.settings import OPTIONS_DOC, SamplingOptions, SamplingSettings
 
 if TYPE_CHECKING:
-    from brainsynth.scans.editing import EditResult, Inversion, Reconstruction
+    from brainsynth.scans.results import EditResult, Inversion, Reconstruction
     from brainsynth.scans.scan import Scan
 
 if TYPE_CHECKING:

@@ -27,7 +27,8 @@ def parse_source(text: str | None) -> dict[str, Any]:
 def run_edit(args: argparse.Namespace) -> int:
     """``brainsynth edit``."""
     from brainsynth.loading.names import load_model
-    from brainsynth.scans.editing import check_source, check_strength, difference_path
+    from brainsynth.scans.editing import check_source, check_strength
+    from brainsynth.scans.results import difference_path
     from brainsynth.scans.scan import load_scan
 
     targets = covariate_values(args)

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,13 +29,12 @@ from brainsynth.covariates import resolve_covariates
 from brainsynth.errors import InvalidParameterError
 from brainsynth.evaluation.metrics import psnr, ssim
 from brainsynth.evaluation.segmenters import MEASURABLE
-from brainsynth.files.atomic import atomic_write_files, json_bytes
-from brainsynth.files.nifti import check_output_path, nifti_bytes, sidecar_path
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.sampling.inversion import invert
 from brainsynth.sampling.loop import ProgressCallback, StepProgress, denoise
 from brainsynth.sampling.pipeline import decode_latents, provenance
 from brainsynth.sampling.schedulers import make_scheduler
+from brainsynth.scans.results import EditResult, Inversion, Reconstruction
 from brainsynth.scans.scan import Scan
 
 #: DDIM steps of an inversion and edit when none are given (or the model's default, if more): on Colin27
@@ -46,112 +43,6 @@ EDIT_STEPS = 50
 
 #: The options of :func:`edit` besides the scan and the targets.
 EDIT_OPTIONS = frozenset({"source", "strength", "steps", "device", "precision", "extrapolate", "callback"})
-
-
-def difference_path(path: Path) -> Path:
-    """Where the difference of an edit saved at ``path`` goes: ``OUT_diff.nii.gz`` beside ``OUT.nii.gz``."""
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
-    return path.with_name(path.name[: -len(suffix)] + "_diff" + suffix)
-
-
-@dataclass(frozen=True)
-class Reconstruction:
-    """The autoencoder's view of a scan: the decoded volume, its error map, PSNR (dB) and SSIM."""
-
-    volume: np.ndarray
-    error: np.ndarray
-    psnr_db: float
-    ssim: float
-
-
-@dataclass(frozen=True)
-class EditResult:
-    """Edits of one scan, one per target, sharing one inversion.
-
-    Attributes
-    ----------
-    volumes : numpy.ndarray
-        (B, X, Y, Z) the edited brains on the model's grid.
-    differences : numpy.ndarray
-        (B, X, Y, Z) each edit minus the round trip, on the model's grid (signed).
-    on_scan : numpy.ndarray
-        (B, ...) the edited scans on the scan's own grid, in its units.
-    differences_on_scan : numpy.ndarray
-        (B, ...) the differences on the scan's own grid, in its units.
-    roundtrip : numpy.ndarray
-        The scan regenerated under its own covariates (model grid).
-    roundtrip_psnr_db : float
-        PSNR of the round trip against the autoencoder's reconstruction of the scan: what inverting and
-        regenerating lose (1.0 clipped, model grid).
-    reconstruction_psnr_db : float
-        PSNR of the autoencoder's reconstruction against the scan: what the autoencoder loses.
-    source : dict
-        The scan's own covariates (``source_measured`` names those measured, not given).
-    targets : tuple of dict
-        The covariates of each edit.
-    measured : tuple of dict
-        What the segmenter measures in each edit, and in the round trip (``measured_source``).
-    settings, provenance : dict
-        How the edit ran, and from what.
-    """
-
-    volumes: np.ndarray
-    differences: np.ndarray
-    on_scan: np.ndarray
-    differences_on_scan: np.ndarray
-    roundtrip: np.ndarray
-    roundtrip_psnr_db: float
-    reconstruction_psnr_db: float
-    source: dict[str, Any]
-    source_measured: tuple[str, ...]
-    targets: tuple[dict[str, Any], ...]
-    measured: tuple[dict[str, float], ...] = ()
-    measured_source: dict[str, float] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def save(self, path: str | Path, *, overwrite: bool = False) -> list[Path]:
-        """Write the edited scan on its own grid and affine (one volume, or a 4D series for several edits,
-        edits last), the signed difference beside it (``_diff``) and the JSON sidecar, all or none.
-
-        Returns the paths written: the edit, the difference, the sidecar.
-        """
-        path = check_output_path(path, overwrite=overwrite)
-        diff = difference_path(path)
-        check_output_path(diff, overwrite=overwrite, name="difference output")
-        gzipped = path.name.endswith(".gz")
-        single = len(self) == 1
-        edited = self.on_scan[0] if single else np.moveaxis(self.on_scan, 0, -1)
-        change = self.differences_on_scan[0] if single else np.moveaxis(self.differences_on_scan, 0, -1)
-        affine = np.asarray(self.settings["scan"]["affine"], dtype=np.float64)
-        sidecar = {**self.sidecar(0), "covariates": list(self.targets), "measured": list(self.measured)}
-        sidecar["difference_file"] = diff.name
-        atomic_write_files(
-            [
-                (path, nifti_bytes(edited, affine, gzipped=gzipped, description="brainsynth edit")),
-                (diff, nifti_bytes(change, affine, gzipped=gzipped, description="brainsynth edit difference")),
-                (sidecar_path(path), json_bytes(sidecar)),
-            ]
-        )
-        return [path, diff, sidecar_path(path)]
-
-    def sidecar(self, index: int = 0) -> dict[str, Any]:
-        """The JSON sidecar of edit ``index``."""
-        return {
-            "kind": "edit",
-            "source_covariates": self.source,
-            "source_measured": list(self.source_measured),
-            "covariates": self.targets[index],
-            "measured": self.measured[index] if self.measured else {},
-            "measured_source": self.measured_source,
-            "roundtrip_psnr_db": round(self.roundtrip_psnr_db, 3),
-            "reconstruction_psnr_db": round(self.reconstruction_psnr_db, 3),
-            "settings": self.settings,
-            "provenance": self.provenance,
-        }
 
 
 def _encode(model: LatentDiffusionModel, volume: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -243,34 +134,6 @@ def _progress(callback: ProgressCallback | None, offset: int, total: int) -> Pro
     return lambda p: callback(
         StepProgress(offset + p.step, total, p.timestep, latent=p.latent, predicted_clean=p.predicted_clean)
     )
-
-
-@dataclass(frozen=True)
-class Inversion:
-    """A scan run up to noise under its own covariates, and how well that noise gives it back.
-
-    Attributes
-    ----------
-    noise : torch.Tensor
-        (1, C, X', Y', Z') the latent at the top of the inverted steps (at strength 1, the initial noise
-        ``x_T``: ``model.sample(noise=inversion.noise[0], covariates=inversion.source, steps=...)``
-        regenerates the scan).
-    source : dict
-        The covariates it was inverted under.
-    roundtrip : numpy.ndarray
-        The scan regenerated from ``noise`` under ``source``.
-    roundtrip_psnr_db, reconstruction_psnr_db : float
-        PSNR of the round trip against the autoencoder's reconstruction, and of that against the scan.
-    settings : dict
-        Steps, timesteps, precision, device.
-    """
-
-    noise: torch.Tensor
-    source: dict[str, Any]
-    roundtrip: np.ndarray
-    roundtrip_psnr_db: float
-    reconstruction_psnr_db: float
-    settings: dict[str, Any]
 
 
 def _invert_and_regenerate(model, scan, conditions, strength, steps, device, precision, callback):
