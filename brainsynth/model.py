@@ -275,7 +275,7 @@ class LatentDiffusionModel:
 
         Covariates given as keywords make one edit; ``targets`` (a list of covariate sets) make one
         each, sharing one inversion (a traversal). Options: ``source`` (the scan's own covariates),
-        ``strength`` (0 to 1, the share of the steps inverted; default 1), ``steps``, ``device``,
+        ``strength`` (0 to 1, the share of the steps inverted; default 0.5), ``steps``, ``device``,
         ``precision``, ``extrapolate``, ``callback`` (see :func:`brainsynth.scans.editing.edit`).
         """
         from brainsynth.scans import editing

@@ -328,7 +328,7 @@ def build_parser(covariates: Sequence[CovariateSpec] = ()) -> argparse.ArgumentP
         help="the scan's own covariates (what is not given is measured where the model can, else refused by name)",
     )
     edit.add_argument(
-        "--strength", type=float, default=1.0, metavar="S", help="share of the steps inverted, 0 to 1 (default 1)"
+        "--strength", type=float, default=0.5, metavar="S", help="share of the steps inverted, 0 to 1 (default 0.5)"
     )
     edit.add_argument("--steps", type=int, metavar="N", help="DDIM steps (default: the model's)")
     edit.add_argument("--transform", choices=("rigid", "affine"), default="rigid", help="registration (default rigid)")

@@ -58,16 +58,17 @@ def evaluate_edits(
     years: Sequence[float] = (10.0, 20.0),
     seed: int = 0,
     steps: int | None = None,
-    strength: float = 1.0,
+    strength: float | None = None,
     device: str = "auto",
     callback: WorkCallback | None = None,
 ) -> dict[str, Any]:
     """Measure edits against true follow-ups (see the module); write ``edits.json`` and ``edits.md`` into
     ``output`` when given, and return the numbers."""
-    from brainsynth.scans.editing import edit
+    from brainsynth.scans.editing import EDIT_STRENGTH, edit
     from brainsynth.scans.scan import Scan
     from brainsynth.synthetic.anatomy import follow_up, synthesize_subject
 
+    strength = EDIT_STRENGTH if strength is None else strength
     names = model.config.covariate_names
     grid, subjects = _held_out(model, n, seed)
     trend = _trends(subjects)

@@ -41,6 +41,11 @@ from brainsynth.scans.scan import Scan
 #: with the demo model the round trip keeps 37-43 dB at 50 steps for every strength, 24-36 dB at 20.
 EDIT_STEPS = 50
 
+#: The share of the steps an edit inverts when not told: on 16 held-out synthetic subjects edited +10
+#: and +20 years, strength 0.5 comes nearer their true follow-ups than the scans themselves (SSIM 0.960
+#: and 0.908 against 0.951 and 0.879), strength 1 does not (0.893 and 0.791).
+EDIT_STRENGTH = 0.5
+
 #: The options of :func:`edit` besides the scan and the targets.
 EDIT_OPTIONS = frozenset({"source", "strength", "steps", "device", "precision", "extrapolate", "callback"})
 
@@ -221,7 +226,7 @@ def edit(
     targets: Sequence[Mapping[str, Any]],
     *,
     source: Mapping[str, Any] | None = None,
-    strength: float = 1.0,
+    strength: float = EDIT_STRENGTH,
     steps: int | None = None,
     device: str = "auto",
     precision: str | None = None,

@@ -1,6 +1,6 @@
 """The README's figure of an edit: Colin27 as it is, edited older with larger ventricles, and the change.
 
-    python recipes/demo/colin_edit_figure.py OUTPUT.png [--strength 0.6]
+    python recipes/demo/colin_edit_figure.py OUTPUT.png [--strength 0.5]
 
 Colin27 (skull-stripped, Debian's mricron-data) goes through the demo model: registered, inverted
 under its own covariates (female, 27: below the demo model's ages, so extrapolated) and regenerated at
@@ -23,7 +23,7 @@ COLIN = "/usr/share/mricron/templates/ch2bet.nii.gz"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output")
-    parser.add_argument("--strength", type=float, default=0.6)
+    parser.add_argument("--strength", type=float, default=0.5)
     args = parser.parse_args()
     model = brainsynth.load_model("demo")
     scan = brainsynth.load_scan(COLIN, model)
