@@ -787,6 +787,47 @@ def _(box):
     return api(box, evaluate_model, _model(box), box.folder / "report", n=2, segmenter="nowhere.at_all:f")
 
 
+@case("API", "load_scan of a file that is not a NIfTI", r"is not a readable NIfTI image")
+def _(box):
+    from brainsynth.scans.scan import load_scan
+
+    (box.folder / "notes.nii.gz").write_text("not an image")
+    return api(box, load_scan, box.folder / "notes.nii.gz", _model(box))
+
+
+@case("API", "load_scan of a 4D image", r"must be a 3D image")
+def _(box):
+    from brainsynth.scans.scan import load_scan
+
+    nib.save(nib.Nifti1Image(np.ones((16, 16, 16, 3), np.float32), np.eye(4)), box.folder / "series.nii.gz")
+    return api(box, load_scan, box.folder / "series.nii.gz", _model(box))
+
+
+@case("API", "load_scan with transform='elastic'", r"transform must be one of rigid, affine")
+def _(box):
+    from brainsynth.scans.scan import load_scan
+
+    return api(box, load_scan, box.folder / "any.nii.gz", _model(box), transform="elastic")
+
+
+@case("API", "model.edit with strength 1.5", r"strength must be a number above 0 and at most 1")
+def _(box):
+    from brainsynth.scans.scan import Scan
+
+    model = _model(box)
+    scan = Scan.on_model_grid(np.zeros(model.config.image_shape, np.float32), model)
+    return api(box, model.edit, scan, source={"sex": "female", "age": 60}, age=70, strength=1.5)
+
+
+@case("API", "model.edit without the scan's own covariates", r"the scan's own sex, age must be given")
+def _(box):
+    from brainsynth.scans.scan import Scan
+
+    model = _model(box)
+    scan = Scan.on_model_grid(np.zeros(model.config.image_shape, np.float32), model)
+    return api(box, model.edit, scan, age=70)
+
+
 @case("API", "generate_dataset(shard=(3, 2))", r"shard K/N needs")
 def _(box):
     from brainsynth.generate import generate_dataset
