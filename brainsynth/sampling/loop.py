@@ -50,6 +50,26 @@ class StepProgress:
 ProgressCallback = Callable[[StepProgress], None]
 
 
+def renumbered(callback: ProgressCallback | None, offset: int, total: int) -> ProgressCallback | None:
+    """A callback that reports a run's steps as steps ``offset + 1`` ... of ``total`` of a longer one
+    (chunks of a batch, the inversion and regeneration of an edit)."""
+    if callback is None:
+        return None
+
+    def shifted(progress: StepProgress) -> None:
+        callback(
+            StepProgress(
+                step=offset + progress.step,
+                total=total,
+                timestep=progress.timestep,
+                latent=progress.latent,
+                predicted_clean=progress.predicted_clean,
+            )
+        )
+
+    return shifted
+
+
 def conditioning_inputs(
     covariates: torch.Tensor, latent_shape: Sequence[int], mode: str
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:

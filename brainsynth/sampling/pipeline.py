@@ -30,7 +30,7 @@ from brainsynth.devices import resolve_precision
 from brainsynth.errors import InvalidParameterError
 from brainsynth.result import SampleResult
 from brainsynth.sampling.decoding import SplitDecoder, choose_decoding
-from brainsynth.sampling.loop import ProgressCallback, StepProgress, autocast, denoise
+from brainsynth.sampling.loop import ProgressCallback, autocast, denoise, renumbered
 from brainsynth.sampling.noise import NoisePlan
 from brainsynth.sampling.settings import SamplingSettings
 
@@ -96,6 +96,7 @@ def run(
     # 2. and 3. Denoise each chunk, then unscale and decode it.
     chunk = settings.batch_size or len(noise)
     chunks = -(-len(noise) // chunk)
+    steps = len(settings.timesteps)
     latents, volumes, mode = [], [], None
     for index, start in enumerate(range(0, len(noise), chunk)):
         stop = min(start + chunk, len(noise))
@@ -111,7 +112,7 @@ def run(
             prediction_type=config.noise_schedule.prediction_type,
             eta=settings.eta,
             generators=noise.generators(start, stop, config.latent_shape) if settings.stochastic else None,
-            callback=_numbered(callback, index, chunks),
+            callback=callback if chunks == 1 else renumbered(callback, index * steps, chunks * steps),
             precision=settings.precision,
             guidance=settings.guidance,
             null_condition=config.null_condition,
@@ -158,22 +159,3 @@ def provenance(model: LatentDiffusionModel, device: torch.device, elapsed: float
         "time_taken_s": round(elapsed, 3),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def _numbered(callback: ProgressCallback | None, chunk: int, chunks: int) -> ProgressCallback | None:
-    """Number the steps of chunk ``chunk`` of ``chunks`` as part of one run."""
-    if callback is None or chunks == 1:
-        return callback
-
-    def numbered(progress: StepProgress) -> None:
-        callback(
-            StepProgress(
-                step=chunk * progress.total + progress.step,
-                total=chunks * progress.total,
-                timestep=progress.timestep,
-                latent=progress.latent,
-                predicted_clean=progress.predicted_clean,
-            )
-        )
-
-    return numbered

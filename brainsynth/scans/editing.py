@@ -31,7 +31,7 @@ from brainsynth.evaluation.metrics import psnr, ssim
 from brainsynth.evaluation.segmenters import MEASURABLE
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.sampling.inversion import invert
-from brainsynth.sampling.loop import ProgressCallback, StepProgress, denoise
+from brainsynth.sampling.loop import ProgressCallback, denoise, renumbered
 from brainsynth.sampling.pipeline import decode_latents, provenance
 from brainsynth.sampling.schedulers import make_scheduler
 from brainsynth.scans.results import EditResult, Inversion, Reconstruction
@@ -133,14 +133,6 @@ def check_strength(strength: object) -> float:
     return float(strength)
 
 
-def _progress(callback: ProgressCallback | None, offset: int, total: int) -> ProgressCallback | None:
-    if callback is None:
-        return None
-    return lambda p: callback(
-        StepProgress(offset + p.step, total, p.timestep, latent=p.latent, predicted_clean=p.predicted_clean)
-    )
-
-
 def _invert_and_regenerate(model, scan, conditions, strength, steps, device, precision, callback):
     """Steps 2 to 4 of the module and the decode: (reconstruction, regenerated volumes, noised latent, settings)."""
     config = model.config
@@ -165,7 +157,7 @@ def _invert_and_regenerate(model, scan, conditions, strength, steps, device, pre
         conditioning=config.conditioning,
         steps=count,
         precision=settings.precision,
-        callback=_progress(callback, 0, 2 * count),
+        callback=renumbered(callback, 0, 2 * count),
     )
     solver.use_timesteps(list(settings.timesteps)[-count:])
     x_0 = denoise(
@@ -175,7 +167,7 @@ def _invert_and_regenerate(model, scan, conditions, strength, steps, device, pre
         covariates,
         conditioning=config.conditioning,
         prediction_type=config.noise_schedule.prediction_type,
-        callback=_progress(callback, count, 2 * count),
+        callback=renumbered(callback, count, 2 * count),
         precision=settings.precision,
     )
     decoded = decode_latents(model.autoencoder, torch.cat((latent, x_0)), config, settings.precision, model.decoding)
