@@ -810,6 +810,25 @@ def _(box):
     return api(box, load_scan, box.folder / "any.nii.gz", _model(box), transform="elastic")
 
 
+@case("API", "load_scan with a reference array off the model's grid", r"reference must be a NIfTI path or an array on")
+def _(box):
+    from brainsynth.scans.scan import load_scan
+
+    return api(box, load_scan, box.folder / "any.nii.gz", _model(box), reference=np.ones((5, 5, 5), np.float32))
+
+
+@case(
+    "API", "load_scan with a reference outside the model's world", r"reference .* is empty or not finite on the model's"
+)
+def _(box):
+    from brainsynth.scans.scan import load_scan
+
+    far = np.eye(4)
+    far[:3, 3] = 5000.0
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((16, 16, 16), np.float32), far), box.folder / "far.nii.gz")
+    return api(box, load_scan, box.folder / "any.nii.gz", _model(box), reference=box.folder / "far.nii.gz")
+
+
 @case("API", "model.edit with strength 1.5", r"strength must be a number above 0 and at most 1")
 def _(box):
     from brainsynth.scans.scan import Scan

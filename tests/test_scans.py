@@ -177,6 +177,27 @@ def test_command_line_refuses_before_any_work(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_a_given_template_is_what_the_scan_is_registered_to(demo):
+    """Colin27 registered to itself as the template: the identity, and the provenance names the template."""
+    template = COLIN / "ch2bet.nii.gz"
+    scan = brainsynth.load_scan(template, demo, reference=template)
+    matrix = scan.registration.model_to_scan
+    assert _rotation_degrees(matrix) < 0.5
+    assert np.abs(matrix[:3, 3]).max() < 0.5
+    assert scan.registration.correlation > 0.95
+    assert scan.record()["reference"] == str(template)
+    own = brainsynth.load_scan(template, demo)
+    assert own.record()["reference"] == "the model's sample at its default covariates, seed 0"
+
+
+def test_a_brain_given_to_a_head_model_is_refused(demo):
+    """A template with its skull makes the model a head model: the skull-stripped scan is the wrong kind."""
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"looks like a skull-stripped brain .* with its skull"):
+        brainsynth.load_scan(COLIN / "ch2bet.nii.gz", demo, reference=COLIN / "ch2.nii.gz")
+    head = brainsynth.load_scan(COLIN / "ch2.nii.gz", demo, reference=COLIN / "ch2.nii.gz")
+    assert head.registration.correlation > 0.95
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

@@ -31,6 +31,19 @@ def add_model(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_registration(parser: argparse.ArgumentParser) -> None:
+    """How a subject's scan is brought into the model's space (``edit``, ``reconstruct``)."""
+    parser.add_argument(
+        "--transform", choices=("rigid", "affine"), default="rigid", help="registration (default rigid)"
+    )
+    parser.add_argument(
+        "--reference",
+        metavar="NIFTI",
+        help="register to this template of the model's space instead of the model's own sample "
+        "(e.g. the template its training data were registered to)",
+    )
+
+
 def add_covariates(parser: argparse.ArgumentParser, suffix: str = "", what: str = "") -> argparse._ArgumentGroup:
     """The group of covariate options; the model's own flags are added to it last (:func:`_add_covariate_flags`)."""
     group = parser.add_argument_group(f"covariates{what} (real units; defaults from the model)")

@@ -11,6 +11,7 @@ from brainsynth.cli.options import (
     add_covariates,
     add_model,
     add_output,
+    add_registration,
     add_sampling,
     output_path,
 )
@@ -331,7 +332,7 @@ def build_parser(covariates: Sequence[CovariateSpec] = ()) -> argparse.ArgumentP
         "--strength", type=float, default=0.5, metavar="S", help="share of the steps inverted, 0 to 1 (default 0.5)"
     )
     edit.add_argument("--steps", type=int, metavar="N", help="DDIM steps (default: the model's)")
-    edit.add_argument("--transform", choices=("rigid", "affine"), default="rigid", help="registration (default rigid)")
+    add_registration(edit)
     edit.add_argument("--device", default="auto", help="where the networks run (default auto)")
     edit.add_argument("--precision", choices=SAMPLING_PRECISIONS, help="network precision (default: the model's)")
     edit.add_argument(
@@ -350,7 +351,7 @@ def build_parser(covariates: Sequence[CovariateSpec] = ()) -> argparse.ArgumentP
     )
     reconstruct.add_argument("scan", metavar="SCAN.nii.gz", help="a T1w NIfTI of the model's kind")
     add_model(reconstruct)
-    reconstruct.add_argument("--transform", choices=("rigid", "affine"), default="rigid", help="registration")
+    add_registration(reconstruct)
     reconstruct.add_argument("--device", default="auto", help="where the networks run (default auto)")
     reconstruct.add_argument("--output", "-o", required=True, type=output_path, metavar="OUT.nii.gz", help="output")
     reconstruct.add_argument("--overwrite", action="store_true", help="replace an existing output")

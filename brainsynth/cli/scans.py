@@ -40,7 +40,7 @@ def run_edit(args: argparse.Namespace) -> int:
     check_output_path(difference_path(path), overwrite=args.overwrite, name="--output's difference file")
     model = load_model(args.model)
     check_source(model, source, args.extrapolate)
-    scan = load_scan(args.scan, model, transform=args.transform)
+    scan = load_scan(args.scan, model, transform=args.transform, reference=args.reference, device=args.device)
     print(
         f"registered {args.scan} ({args.transform}, correlation {scan.registration.correlation:.2f}, "
         f"{scan.registration.seconds:.1f} s)"
@@ -73,7 +73,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
     path = check_output_path(args.output, overwrite=args.overwrite, name="--output")
     model = load_model(args.model)
-    scan = load_scan(args.scan, model, transform=args.transform)
+    scan = load_scan(args.scan, model, transform=args.transform, reference=args.reference, device=args.device)
     reconstruction = model.reconstruct(scan, device=args.device)
     low, high = scan.intensity_range
     on_scan = scan.to_scan_grid(reconstruction.volume) * (high - low) + low

@@ -9,7 +9,10 @@
    (0 at the minimum, 1 at the 99.5th percentile, clipped), keeping what maps it back.
 
 The model's reference is a brain it generates itself at its default covariates (seed 0), so any
-model, the published one or one trained on other data, is registered to in its own space.
+model, the published one or one trained on other data, is registered to in its own space. A template
+of the model's space can be given instead (``reference=``): the template its training data were
+registered to, or any image of the model's kind already in its space (needed for a model with random
+weights, whose own brains are noise).
 """
 
 from __future__ import annotations
@@ -39,11 +42,40 @@ UPPER_PERCENTILE = 99.5
 _REFERENCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def reference_brain(model: LatentDiffusionModel) -> np.ndarray:
+#: How the provenance names the model's own reference.
+OWN_REFERENCE = "the model's sample at its default covariates, seed 0"
+
+
+def reference_brain(model: LatentDiffusionModel, *, device: str = "auto") -> np.ndarray:
     """The model's own brain at its default covariates, seed 0 (cached per model), on its grid."""
     if model not in _REFERENCES:
-        _REFERENCES[model] = model.sample(seed=0, device="cpu").volume
+        _REFERENCES[model] = model.sample(seed=0, device=device).volume
     return _REFERENCES[model]
+
+
+def _given_reference(reference: str | Path | np.ndarray, model: LatentDiffusionModel) -> tuple[np.ndarray, str]:
+    """A template given as a NIfTI in the model's world (any grid) or an array on the model's grid."""
+    config = model.config
+    if isinstance(reference, np.ndarray):
+        if reference.shape != tuple(config.image_shape):
+            raise InvalidParameterError(
+                f"reference must be a NIfTI path or an array on the model's grid {tuple(config.image_shape)} "
+                f"(got an array of shape {reference.shape})"
+            )
+        volume, name = np.asarray(reference, dtype=np.float32), "an array on the model's grid"
+    elif isinstance(reference, (str, Path)):
+        original, affine = _read(Path(reference).expanduser(), what="reference")
+        volume, name = resample(original, affine, config.image_shape, config.affine_array), str(reference)
+    else:
+        raise InvalidParameterError(
+            f"reference must be a NIfTI path or an array on the model's grid (got {type(reference).__name__})"
+        )
+    if not np.isfinite(volume).all() or float(volume.max()) <= float(volume.min()):
+        raise InvalidParameterError(
+            f"reference {name} is empty or not finite on the model's grid: is it in the model's space "
+            f"(world coordinates of the model's affine)?"
+        )
+    return volume, name
 
 
 @dataclass(frozen=True)
@@ -66,6 +98,8 @@ class Scan:
         The intensities of the scan that became 0 and 1.
     registration : Registration
         The transform, its quality and its time.
+    reference : str
+        What the scan was registered to (the model's own sample, or the template given).
     """
 
     volume: np.ndarray
@@ -75,6 +109,7 @@ class Scan:
     original_affine: np.ndarray
     intensity_range: tuple[float, float]
     registration: Registration
+    reference: str = OWN_REFERENCE
 
     @classmethod
     def on_model_grid(cls, volume: np.ndarray, model: LatentDiffusionModel, *, path: str = "") -> Scan:
@@ -85,7 +120,8 @@ class Scan:
             raise InvalidParameterError(
                 f"volume must be on the model's grid {tuple(model.config.image_shape)} (got {volume.shape})"
             )
-        return cls(volume, affine, path, volume, affine, (0.0, 1.0), Registration("rigid", np.eye(4), 1.0, 0.0))
+        registration = Registration("rigid", np.eye(4), 1.0, 0.0)
+        return cls(volume, affine, path, volume, affine, (0.0, 1.0), registration, "none: already on the model's grid")
 
     def to_scan_grid(self, volume: np.ndarray) -> np.ndarray:
         """A volume on the model's grid mapped onto the scan's own grid (0 outside the model's field of view)."""
@@ -101,21 +137,23 @@ class Scan:
             "affine": np.round(self.original_affine, 6).tolist(),
             "intensity_range": [low, high],
             "registration": self.registration.record(),
+            "reference": self.reference,
         }
 
 
-def _read(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def _read(path: str | Path, what: str = "scan") -> tuple[np.ndarray, np.ndarray]:
     volume, affine, _ = load_nifti(path)
     if volume.ndim == 4 and volume.shape[3] == 1:
         volume = volume[..., 0]
     if volume.ndim != 3:
-        raise InvalidParameterError(f"scan {path} must be a 3D image (got shape {volume.shape})")
+        raise InvalidParameterError(f"{what} {path} must be a 3D image (got shape {volume.shape})")
     if min(volume.shape) < 8:
-        raise InvalidParameterError(f"scan {path} is too small to register (shape {volume.shape}, 8 voxels at least)")
+        raise InvalidParameterError(f"{what} {path} is too small to register (shape {volume.shape}, 8 voxels at least)")
     if not np.isfinite(volume).all():
-        raise InvalidParameterError(f"scan {path} holds {int((~np.isfinite(volume)).sum())} NaN or infinite voxels")
+        raise InvalidParameterError(f"{what} {path} holds {int((~np.isfinite(volume)).sum())} NaN or infinite voxels")
     if float(volume.max()) <= float(volume.min()):
-        raise InvalidParameterError(f"scan {path} is constant ({float(volume.min()):g} everywhere): there is no image")
+        constant = float(volume.min())
+        raise InvalidParameterError(f"{what} {path} is constant ({constant:g} everywhere): there is no image")
     return volume.astype(np.float32, copy=False), affine
 
 
@@ -134,7 +172,14 @@ def _refuse_with_figure(message: str, path: Path, volumes: list[np.ndarray], aff
     raise InvalidParameterError(f"{message}; see {figure}")
 
 
-def load_scan(path: str | Path, model: LatentDiffusionModel, *, transform: str = "rigid") -> Scan:
+def load_scan(
+    path: str | Path,
+    model: LatentDiffusionModel,
+    *,
+    transform: str = "rigid",
+    reference: str | Path | np.ndarray | None = None,
+    device: str = "auto",
+) -> Scan:
     """Read a T1w scan and bring it into ``model``'s space (see the module's steps).
 
     Parameters
@@ -145,6 +190,12 @@ def load_scan(path: str | Path, model: LatentDiffusionModel, *, transform: str =
         The model whose space, kind (head or brain) and intensity scale the scan is brought to.
     transform : {"rigid", "affine"}
         Registration kind: rigid (the published model's preprocessing) or affine (also scales and shears).
+    reference : str, Path or numpy.ndarray, optional
+        What the scan is registered to: a NIfTI in the model's world (resampled onto its grid by its
+        own affine) or an array on the model's grid. Default: the model's own brain at its default
+        covariates, seed 0 (sampled once per model).
+    device : str
+        Where the model's own reference is sampled, when it is needed (default: the fastest available).
 
     Returns
     -------
@@ -160,10 +211,11 @@ def load_scan(path: str | Path, model: LatentDiffusionModel, *, transform: str =
         When antspyx is not installed.
     """
     check_transform(transform)
+    given = None if reference is None else _given_reference(reference, model)
     path = Path(path).expanduser()
     original, original_affine = _read(path)
     config = model.config
-    reference = reference_brain(model)
+    reference, reference_name = given or (reference_brain(model, device=device), OWN_REFERENCE)
     problem = kind_problem(tissue_ml(original, original_affine), tissue_ml(reference, config.affine_array))
     if problem is not None:
         raise InvalidParameterError(f"scan {path}: {problem}")
@@ -201,4 +253,5 @@ def load_scan(path: str | Path, model: LatentDiffusionModel, *, transform: str =
         original_affine=original_affine,
         intensity_range=(low, high),
         registration=Registration(transform, model_to_scan, correlation, seconds),
+        reference=reference_name,
     )
