@@ -118,6 +118,33 @@ def test_a_traversal_of_edits_shares_one_inversion(demo, colin, monkeypatch):
     assert result.volumes.shape == (3, *colin.volume.shape)
 
 
+def test_edits_from_a_kept_inversion_run_only_the_regeneration(demo, colin, monkeypatch):
+    """The napari and Jupyter faces invert once and edit many times: same edit, no second inversion."""
+    import brainsynth.scans.editing as editing
+
+    options = {"device": "cpu", "precision": "float32", "extrapolate": True}
+    source = {"sex": "female", "age": 27}
+    whole = demo.edit(colin, source=source, age=70, strength=0.4, steps=20, **options)
+    inversion = demo.invert(colin, source, strength=0.4, steps=20, **options)
+    calls, steps = [], []
+    real = editing.invert
+    monkeypatch.setattr(editing, "invert", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = demo.edit(colin, age=70, inversion=inversion, callback=lambda p: steps.append((p.step, p.total)), **options)
+    assert calls == []
+    assert steps == [(i, 8) for i in range(1, 9)]  # 8 = 0.4 x 20 regeneration steps, no inversion
+    np.testing.assert_allclose(again.volumes, whole.volumes, atol=1e-4)
+    np.testing.assert_allclose(again.on_scan, whole.on_scan, atol=1e-3 * colin.intensity_range[1])
+    assert again.settings["strength"] == 0.4
+    assert again.settings["scan"] == colin.record()
+    with pytest.raises(
+        brainsynth.InvalidParameterError, match=r"strength cannot differ from the inversion.s \(strength 0.4; got 0.8\)"
+    ):
+        demo.edit(colin, age=70, inversion=inversion, strength=0.8)
+    other = brainsynth.Scan.on_model_grid(colin.volume, demo, path="other.nii.gz")
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"inversion is of another scan"):
+        demo.edit(other, age=70, inversion=inversion)
+
+
 def test_inversion_round_trip(demo, colin):
     source = {"sex": "female", "age": 27}
     inversion = demo.invert(colin, source, steps=20, device="cpu", precision="float32", extrapolate=True)
@@ -175,6 +202,18 @@ def test_command_line_refuses_before_any_work(tmp_path):
     assert strength.returncode == 1
     assert "strength must be a number above 0 and at most 1 (got 1.5)" in strength.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_image_in_memory_is_a_scan_like_its_file(demo, colin):
+    """What the napari face hands over: a layer's data and world matrix instead of a path."""
+    image = nib.load(COLIN / "ch2bet.nii.gz")
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    scan = brainsynth.scan_from_image(data, image.affine, demo, name="ch2bet layer")
+    np.testing.assert_allclose(scan.registration.model_to_scan, colin.registration.model_to_scan, atol=0.05)
+    assert scan.path == "ch2bet layer"
+    assert scan.original.shape == data.shape
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"affine of ch2bet layer must be a finite, invertible"):
+        brainsynth.scan_from_image(data, np.zeros((4, 4)), demo, name="ch2bet layer")
 
 
 def test_a_given_template_is_what_the_scan_is_registered_to(demo):

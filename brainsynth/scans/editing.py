@@ -47,7 +47,7 @@ EDIT_STEPS = 50
 EDIT_STRENGTH = 0.5
 
 #: The options of :func:`edit` besides the scan and the targets.
-EDIT_OPTIONS = frozenset({"source", "strength", "steps", "device", "precision", "extrapolate", "callback"})
+EDIT_OPTIONS = frozenset({"inversion", "source", "strength", "steps", "device", "precision", "extrapolate", "callback"})
 
 
 def _encode(model: LatentDiffusionModel, volume: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -133,8 +133,8 @@ def check_strength(strength: object) -> float:
     return float(strength)
 
 
-def _invert_and_regenerate(model, scan, conditions, strength, steps, device, precision, callback):
-    """Steps 2 to 4 of the module and the decode: (reconstruction, regenerated volumes, noised latent, settings)."""
+def _plan(model: LatentDiffusionModel, strength: float, steps: int | None, device: str, precision: str | None):
+    """The DDIM settings of an inversion and how many of their steps it runs."""
     config = model.config
     if config.noise_schedule.prediction_type not in ("epsilon", "v_prediction"):
         raise InvalidParameterError(
@@ -144,41 +144,68 @@ def _invert_and_regenerate(model, scan, conditions, strength, steps, device, pre
     if steps is None:
         steps = min(max(EDIT_STEPS, config.default_steps), config.noise_schedule.num_train_timesteps)
     settings = model.settings(steps=steps, scheduler="ddim", device=device, precision=precision)
-    count = max(1, round(strength * settings.steps))
+    return settings, max(1, round(strength * settings.steps))
+
+
+def _conditions(model: LatentDiffusionModel, conditions: Sequence[Any], device: torch.device) -> torch.Tensor:
+    return torch.tensor([c.normalised for c in conditions], dtype=torch.float32, device=device)
+
+
+def _regenerate(model, noised, conditions, settings, count, callback) -> torch.Tensor:
+    """Step 4: the clean latents regenerated from ``noised`` under each condition, in one batch."""
+    config = model.config
+    solver = make_scheduler("ddim", config.noise_schedule, settings.steps, settings.timestep_spacing)
+    solver.use_timesteps(list(settings.timesteps)[-count:])
+    return denoise(
+        model.unet,
+        solver,
+        noised.to(settings.device).expand(len(conditions), *noised.shape[1:]).contiguous(),
+        _conditions(model, conditions, settings.device),
+        conditioning=config.conditioning,
+        prediction_type=config.noise_schedule.prediction_type,
+        callback=callback,
+        precision=settings.precision,
+    )
+
+
+def _invert(model, scan, own, measured, strength, settings, count, callback, total) -> Inversion:
+    """Steps 2 to 4 under the scan's own covariates: encode, invert, regenerate (the round trip), decode."""
+    started = time.perf_counter()
+    config = model.config
+    condition = resolve_covariates(config.covariates, own, extrapolate=True)
     model.to(settings.device)
-    covariates = torch.tensor([c.normalised for c in conditions], dtype=torch.float32, device=settings.device)
     latent = _encode(model, scan.volume, settings.device)
     solver = make_scheduler("ddim", config.noise_schedule, settings.steps, settings.timestep_spacing)
     noised = invert(
         model.unet,
         solver,
         latent,
-        covariates[:1],
+        _conditions(model, [condition], settings.device),
         conditioning=config.conditioning,
         steps=count,
         precision=settings.precision,
-        callback=renumbered(callback, 0, 2 * count),
+        callback=renumbered(callback, 0, total),
     )
-    solver.use_timesteps(list(settings.timesteps)[-count:])
-    x_0 = denoise(
-        model.unet,
-        solver,
-        noised.expand(len(conditions), *noised.shape[1:]).contiguous(),
-        covariates,
-        conditioning=config.conditioning,
-        prediction_type=config.noise_schedule.prediction_type,
-        callback=renumbered(callback, count, 2 * count),
-        precision=settings.precision,
-    )
+    x_0 = _regenerate(model, noised, [condition], settings, count, renumbered(callback, count, total))
     decoded = decode_latents(model.autoencoder, torch.cat((latent, x_0)), config, settings.precision, model.decoding)
+    reconstruction, roundtrip = decoded.volumes
     record = {
-        **settings.record(len(conditions)),
+        **settings.record(1),
         "strength": strength,
         "inverted_steps": count,
         "decoding": decoded.mode,
         "scan": scan.record(),
+        "source_measured": list(measured),
+        "time_taken_s": round(time.perf_counter() - started, 3),
     }
-    return decoded.volumes[0], decoded.volumes[1:], noised, record
+    return Inversion(
+        noise=noised.cpu(),
+        source=dict(own),
+        roundtrip=roundtrip,
+        roundtrip_psnr_db=psnr(np.clip(reconstruction, 0.0, 1.0), np.clip(roundtrip, 0.0, 1.0)),
+        reconstruction_psnr_db=psnr(scan.volume, np.clip(reconstruction, 0.0, 1.0)),
+        settings=record,
+    )
 
 
 def invert_scan(
@@ -193,23 +220,35 @@ def invert_scan(
     extrapolate: bool = False,
     callback: ProgressCallback | None = None,
 ) -> Inversion:
-    """Invert ``scan`` under its own covariates and regenerate it from the result (the round-trip check)."""
-    started = time.perf_counter()
+    """Invert ``scan`` under its own covariates and regenerate it from the result (the round-trip check).
+
+    The inversion can be handed to :func:`edit` (``inversion=``): edits of the same scan then cost only
+    their regeneration.
+    """
     strength = check_strength(strength)
-    own, _ = source_covariates(model, scan, source, extrapolate)
-    condition = resolve_covariates(model.config.covariates, own, extrapolate=True)
-    reconstruction, volumes, noised, record = _invert_and_regenerate(
-        model, scan, [condition], strength, steps, device, precision, callback
-    )
-    record["time_taken_s"] = round(time.perf_counter() - started, 3)
-    return Inversion(
-        noise=noised.cpu(),
-        source=own,
-        roundtrip=volumes[0],
-        roundtrip_psnr_db=psnr(np.clip(reconstruction, 0.0, 1.0), np.clip(volumes[0], 0.0, 1.0)),
-        reconstruction_psnr_db=psnr(scan.volume, np.clip(reconstruction, 0.0, 1.0)),
-        settings=record,
-    )
+    own, measured = source_covariates(model, scan, source, extrapolate)
+    settings, count = _plan(model, strength, steps, device, precision)
+    return _invert(model, scan, own, measured, strength, settings, count, callback, 2 * count)
+
+
+def check_inversion(inversion: Inversion, scan: Scan, given: Mapping[str, Any]) -> None:
+    """Refuse an inversion of another scan, or options that differ from what the inversion fixed
+    (``given`` maps ``source``, ``strength``, ``steps``, ``precision`` to the values asked, or None)."""
+    if not isinstance(inversion, Inversion):
+        raise InvalidParameterError(f"inversion must be what model.invert returned (got {type(inversion).__name__})")
+    if inversion.settings.get("scan") != scan.record():
+        raise InvalidParameterError(
+            f"inversion is of another scan ({inversion.settings.get('scan', {}).get('path')!r}, "
+            f"not {scan.path!r}): invert this scan first"
+        )
+    fixed = {"source": inversion.source, **{k: inversion.settings[k] for k in ("strength", "steps", "precision")}}
+    differ = [name for name, value in given.items() if value is not None and value != fixed[name]]
+    if differ:
+        raise InvalidParameterError(
+            f"{', '.join(differ)} cannot differ from the inversion's ("
+            + ", ".join(f"{name} {fixed[name]!r}" for name in differ)
+            + f"; got {', '.join(repr(given[name]) for name in differ)}): invert again to change them"
+        )
 
 
 def edit(
@@ -217,46 +256,65 @@ def edit(
     scan: Scan,
     targets: Sequence[Mapping[str, Any]],
     *,
+    inversion: Inversion | None = None,
     source: Mapping[str, Any] | None = None,
-    strength: float = EDIT_STRENGTH,
+    strength: float | None = None,
     steps: int | None = None,
     device: str = "auto",
     precision: str | None = None,
     extrapolate: bool = False,
     callback: ProgressCallback | None = None,
 ) -> EditResult:
-    """Edit ``scan`` towards each of ``targets`` (see the module's steps); one inversion serves them all."""
+    """Edit ``scan`` towards each of ``targets`` (see the module's steps); one inversion serves them all.
+
+    With ``inversion`` (from :func:`invert_scan` of this scan), steps 2 to 4 under the scan's own
+    covariates are not run again: the edit costs only the regeneration under the targets. Its source
+    covariates, strength, steps and precision are then the inversion's.
+    """
     started = time.perf_counter()
     config = model.config
-    strength = check_strength(strength)
     if isinstance(targets, Mapping) or not targets:
         raise InvalidParameterError(f"targets must be a non-empty list of covariate sets (got {targets!r})")
     # 1. Covariates: the scan's own, then each target over them.
-    own, measured_names = source_covariates(model, scan, source, extrapolate)
-    conditions = [resolve_covariates(config.covariates, own, extrapolate=True)]
-    conditions += [
+    if inversion is None:
+        strength = check_strength(EDIT_STRENGTH if strength is None else strength)
+        own, measured_names = source_covariates(model, scan, source, extrapolate)
+        settings, count = _plan(model, strength, steps, device, precision)
+    else:
+        fixed = {"source": source, "strength": strength, "steps": steps, "precision": precision}
+        check_inversion(inversion, scan, fixed)
+        own, measured_names = dict(inversion.source), tuple(inversion.settings.get("source_measured", ()))
+        record = inversion.settings
+        settings = model.settings(steps=record["steps"], scheduler="ddim", device=device, precision=record["precision"])
+        count = record["inverted_steps"]
+    conditions = [
         resolve_covariates(config.covariates, {**own, **dict(target)}, extrapolate=extrapolate) for target in targets
     ]
-    # 2. to 4. Encode, invert, regenerate; then decode.
-    reconstruction, volumes, _, record = _invert_and_regenerate(
-        model, scan, conditions, strength, steps, device, precision, callback
-    )
+    # 2. to 4. Encode, invert and regenerate under the scan's own covariates (unless given), then under the targets.
+    total = (0 if inversion is not None else 2 * count) + count
+    if inversion is None:
+        inversion = _invert(model, scan, own, measured_names, strength, settings, count, callback, total)
+    model.to(settings.device)
+    x_0 = _regenerate(model, inversion.noise, conditions, settings, count, renumbered(callback, total - count, total))
+    edited = decode_latents(model.autoencoder, x_0, config, settings.precision, model.decoding).volumes
     # 5. The change, and the edited scan on its own grid.
-    roundtrip, edited = volumes[0], volumes[1:]
+    roundtrip = inversion.roundtrip
     differences = edited - roundtrip[None]
     low, high = scan.intensity_range
     differences_on_scan = np.stack([scan.to_scan_grid(d) * (high - low) for d in differences]).astype(np.float32)
+    record = {**inversion.settings, **settings.record(len(conditions)), "scan": scan.record()}
+    record = {k: v for k, v in record.items() if k not in ("source_measured", "time_taken_s")}
     return EditResult(
         volumes=edited,
         differences=differences,
         on_scan=(scan.original[None] + differences_on_scan).astype(np.float32),
         differences_on_scan=differences_on_scan,
         roundtrip=roundtrip,
-        roundtrip_psnr_db=psnr(np.clip(reconstruction, 0.0, 1.0), np.clip(roundtrip, 0.0, 1.0)),
-        reconstruction_psnr_db=psnr(scan.volume, np.clip(reconstruction, 0.0, 1.0)),
+        roundtrip_psnr_db=inversion.roundtrip_psnr_db,
+        reconstruction_psnr_db=inversion.reconstruction_psnr_db,
         source=own,
         source_measured=measured_names,
-        targets=tuple(dict(c.real) for c in conditions[1:]),
+        targets=tuple(dict(c.real) for c in conditions),
         measured=tuple(_measure(model, volume) for volume in edited),
         measured_source=_measure(model, roundtrip),
         settings=record,
