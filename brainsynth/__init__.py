@@ -32,7 +32,7 @@ from brainsynth.progress import Cancellation, WorkProgress
 from brainsynth.result import SampleResult
 from brainsynth.sampling.loop import ProgressCallback, StepProgress
 
-_LAZY = {"Scan": "brainsynth.scans.scan", "load_scan": "brainsynth.scans.scan"}
+_LAZY = dict.fromkeys(("RegistrationError", "Scan", "load_scan", "scan_from_image"), "brainsynth.scans.scan")
 
 
 def __getattr__(name: str):
@@ -59,6 +59,7 @@ __all__ = [
     "NonFiniteResultError",
     "OutputExistsError",
     "ProgressCallback",
+    "RegistrationError",
     "SampleResult",
     "SamplingCancelled",
     "Scan",
@@ -68,4 +69,5 @@ __all__ = [
     "load_model",
     "load_scan",
     "save_model_dir",
+    "scan_from_image",
 ]

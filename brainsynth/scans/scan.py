@@ -21,11 +21,12 @@ import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
 from brainsynth.errors import InvalidParameterError
+from brainsynth.files.affines import affine_problem
 from brainsynth.files.nifti import load_nifti
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.scans.kind import kind_problem, tissue_ml
@@ -38,6 +39,23 @@ MIN_CORRELATION = 0.4
 MIN_COVERAGE = 0.95
 #: The percentile that becomes intensity 1 (the training data's scaling).
 UPPER_PERCENTILE = 99.5
+
+
+class RegistrationOptions(TypedDict, total=False):
+    """How a scan is brought into a model's space (see :func:`load_scan`)."""
+
+    transform: str
+    reference: str | Path | np.ndarray | None
+    device: str
+
+
+class RegistrationError(InvalidParameterError):
+    """A scan that registration could not bring into the model's space; ``figure`` shows the overlap."""
+
+    def __init__(self, message: str, figure: Path) -> None:
+        super().__init__(message)
+        self.figure = figure
+
 
 _REFERENCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -141,20 +159,25 @@ class Scan:
         }
 
 
-def _read(path: str | Path, what: str = "scan") -> tuple[np.ndarray, np.ndarray]:
-    volume, affine, _ = load_nifti(path)
+def _check_image(volume: np.ndarray, name: object, what: str = "scan") -> np.ndarray:
+    volume = np.asarray(volume)
     if volume.ndim == 4 and volume.shape[3] == 1:
         volume = volume[..., 0]
     if volume.ndim != 3:
-        raise InvalidParameterError(f"{what} {path} must be a 3D image (got shape {volume.shape})")
+        raise InvalidParameterError(f"{what} {name} must be a 3D image (got shape {volume.shape})")
     if min(volume.shape) < 8:
-        raise InvalidParameterError(f"{what} {path} is too small to register (shape {volume.shape}, 8 voxels at least)")
+        raise InvalidParameterError(f"{what} {name} is too small to register (shape {volume.shape}, 8 voxels at least)")
     if not np.isfinite(volume).all():
-        raise InvalidParameterError(f"{what} {path} holds {int((~np.isfinite(volume)).sum())} NaN or infinite voxels")
+        raise InvalidParameterError(f"{what} {name} holds {int((~np.isfinite(volume)).sum())} NaN or infinite voxels")
     if float(volume.max()) <= float(volume.min()):
         constant = float(volume.min())
-        raise InvalidParameterError(f"{what} {path} is constant ({constant:g} everywhere): there is no image")
-    return volume.astype(np.float32, copy=False), affine
+        raise InvalidParameterError(f"{what} {name} is constant ({constant:g} everywhere): there is no image")
+    return volume.astype(np.float32, copy=False)
+
+
+def _read(path: str | Path, what: str = "scan") -> tuple[np.ndarray, np.ndarray]:
+    volume, affine, _ = load_nifti(path)
+    return _check_image(volume, path, what), affine
 
 
 def _correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
@@ -164,12 +187,15 @@ def _correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def _refuse_with_figure(message: str, path: Path, volumes: list[np.ndarray], affine: np.ndarray) -> None:
+def _refuse_with_figure(message: str, path: str | Path, volumes: list[np.ndarray], affine: np.ndarray) -> None:
     from brainsynth.figures import save_orthogonal_slices
 
-    figure = Path(tempfile.mkdtemp(prefix="brainsynth-registration-")) / f"{path.name.split('.')[0]}.png"
+    figure = (
+        Path(tempfile.mkdtemp(prefix="brainsynth-registration-"))
+        / f"{Path(str(path)).name.split('.')[0] or 'scan'}.png"
+    )
     save_orthogonal_slices(volumes, [affine] * len(volumes), figure, titles=["model's reference", "scan"], columns=2)
-    raise InvalidParameterError(f"{message}; see {figure}")
+    raise RegistrationError(f"{message}; see {figure}", figure)
 
 
 def load_scan(
@@ -208,12 +234,54 @@ def load_scan(
         kind (head or brain), a field of view that does not cover the model's, or a failed registration
         (naming the figure of the overlap).
     BrainsynthError
-        When antspyx is not installed.
+        When SimpleITK is not installed.
     """
     check_transform(transform)
     given = None if reference is None else _given_reference(reference, model)
     path = Path(path).expanduser()
     original, original_affine = _read(path)
+    return _into_model_space(original, original_affine, path, model, transform, given, device)
+
+
+def scan_from_image(
+    volume: np.ndarray,
+    affine: np.ndarray,
+    model: LatentDiffusionModel,
+    *,
+    name: str = "image",
+    **options: Unpack[RegistrationOptions],
+) -> Scan:
+    """An image already in memory (a napari layer, say) brought into ``model``'s space like :func:`load_scan`.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        The 3D image, in its own units.
+    affine : numpy.ndarray
+        (4, 4) voxel-to-world map (RAS mm) of ``volume``.
+    model : LatentDiffusionModel
+        The model whose space the image is brought to.
+    name : str
+        What the messages and the provenance call the image (its layer's name, its file).
+    **options
+        ``transform``, ``reference`` and ``device``, as for :func:`load_scan`.
+
+    Returns
+    -------
+    Scan
+    """
+    transform = check_transform(options.get("transform", "rigid"))
+    reference, device = options.get("reference"), options.get("device", "auto")
+    problem = affine_problem(affine)
+    if problem is not None:
+        raise InvalidParameterError(f"affine of {name} must be a finite, invertible (4, 4) matrix: {problem}")
+    given = None if reference is None else _given_reference(reference, model)
+    original = _check_image(volume, name)
+    return _into_model_space(original, np.asarray(affine, dtype=np.float64), name, model, transform, given, device)
+
+
+def _into_model_space(original, original_affine, path, model, transform, given, device) -> Scan:
+    """Steps 2 to 5 of the module."""
     config = model.config
     reference, reference_name = given or (reference_brain(model, device=device), OWN_REFERENCE)
     problem = kind_problem(tissue_ml(original, original_affine), tissue_ml(reference, config.affine_array))
