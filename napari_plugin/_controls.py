@@ -55,6 +55,7 @@ class ModelControls(Container):
         super().__init__(widgets=[self.model_choice, self.model_folder, self.covariates, self.extrapolate])
         self.model: LatentDiffusionModel | None = None
         self.listeners: list[Callable[[LatentDiffusionModel | None], None]] = []
+        self.rebuilt: list[Callable[[], None]] = []  # called whenever the covariate controls are made anew
         self.model_choice.changed.connect(self._on_model_choice)
         self.model_folder.changed.connect(lambda _: self.load())
         self.extrapolate.changed.connect(lambda _: self._build_covariates())
@@ -97,6 +98,8 @@ class ModelControls(Container):
             return
         for control in covariate_controls(self.model.config, self.extrapolate.value):
             self.covariates.append(covariate_widget(control))
+        for listener in self.rebuilt:
+            listener()
 
     def values(self) -> dict[str, Any]:
         """Covariate values in real units, by name."""
@@ -175,8 +178,11 @@ class RunControls(Container):
         result is what ``on_step`` receives.
         """
 
+        running: list = []
+
         def work():
             steps = iterate_steps(function, **kwargs)
+            running.append(steps)
             try:
                 while True:
                     progress = next(steps)
@@ -192,6 +198,9 @@ class RunControls(Container):
         worker.errored.connect(self._on_error)
         worker.aborted.connect(lambda: self._set_status("cancelled; nothing was added"))
         worker.finished.connect(self._on_finished)
+        # A cancelled worker stops iterating but leaves its generator open: close it, so that the call
+        # stops at its next step instead of running on unseen in its thread.
+        worker.finished.connect(lambda: [steps.close() for steps in running])
         self.worker = worker
         self.run_button.enabled, self.cancel_button.enabled = False, True
         self._set_status(f"{description}...")
