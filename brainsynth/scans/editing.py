@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -46,8 +46,21 @@ EDIT_STEPS = 50
 #: and 0.908 against 0.951 and 0.879), strength 1 does not (0.893 and 0.791).
 EDIT_STRENGTH = 0.5
 
+
+class EditOptions(TypedDict, total=False):
+    """How an edit runs (see :func:`edit`)."""
+
+    source: Mapping[str, Any] | None
+    strength: float | None
+    steps: int | None
+    device: str
+    precision: str | None
+    extrapolate: bool
+    callback: ProgressCallback | None
+
+
 #: The options of :func:`edit` besides the scan and the targets.
-EDIT_OPTIONS = frozenset({"inversion", "source", "strength", "steps", "device", "precision", "extrapolate", "callback"})
+EDIT_OPTIONS = frozenset({"inversion", *EditOptions.__annotations__})
 
 
 def _encode(model: LatentDiffusionModel, volume: np.ndarray, device: torch.device) -> torch.Tensor:
