@@ -2,10 +2,13 @@
 
 Examples
 --------
->>> from brainsynth.jupyter import Explorer, show_traversal  # doctest: +SKIP
+>>> from brainsynth.jupyter import Explorer, ScanEditor, show_traversal  # doctest: +SKIP
 >>> Explorer("demo")  # doctest: +SKIP
+>>> ScanEditor("/usr/share/mricron/templates/ch2bet.nii.gz", source={"sex": "female", "age": 27})  # doctest: +SKIP
 """
 
+from brainsynth.jupyter.editor import ScanEditor
+from brainsynth.jupyter.edits import show_edit, show_edit_traversal
 from brainsynth.jupyter.explorer import Explorer
 from brainsynth.jupyter.views import (
     animate,
@@ -20,10 +23,13 @@ from brainsynth.jupyter.views import (
 
 __all__ = [
     "Explorer",
+    "ScanEditor",
     "animate",
     "orthogonal_slices",
     "record_denoising",
     "show_denoising",
+    "show_edit",
+    "show_edit_traversal",
     "show_forward_process",
     "show_interpolation",
     "show_result_grid",
