@@ -1,6 +1,7 @@
-"""Drive the Jupyter Explorer in a real JupyterLab, in headless Chromium (through Playwright).
+"""Drive brainsynth's Jupyter widgets in a real JupyterLab, in headless Chromium (through Playwright).
 
-``python -m tests.browser MODEL PNG`` makes the README's picture; the tests call :func:`run_explorer`.
+``python -m tests.browser MODEL PNG`` makes the README's picture of the Explorer, ``python -m
+tests.browser --editor PNG`` the one of the ScanEditor on Colin27; the tests call :func:`run_explorer`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ from pathlib import Path
 NOTEBOOK_CELLS = [
     "from brainsynth.jupyter import Explorer\nexplorer = Explorer({model!r})\nexplorer",
 ]
+EDITOR_CELLS = [
+    "from brainsynth.jupyter import ScanEditor\n"
+    "colin = '/usr/share/mricron/templates/ch2bet.nii.gz'\n"
+    "editor = ScanEditor(colin, {model!r}, source={{'sex': 'female', 'age': 27}})\n"
+    "editor.extrapolate.value = True\n"
+    "editor.targets['age'].value = 75\n"
+    "editor.targets['ventricular_volume'].value = 90\n"
+    "editor",
+]
 
 
 def find_chromium() -> str | None:
@@ -36,7 +46,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _write_notebook(folder: Path, model: str) -> Path:
+def _write_notebook(folder: Path, model: str, cells: list[str]) -> Path:
     cells = [
         {
             "cell_type": "code",
@@ -45,7 +55,7 @@ def _write_notebook(folder: Path, model: str) -> Path:
             "outputs": [],
             "source": source.format(model=model),
         }
-        for source in NOTEBOOK_CELLS
+        for source in cells
     ]
     notebook = {
         "cells": cells,
@@ -69,8 +79,18 @@ def _wait_for_server(url: str, timeout: float) -> None:
     raise TimeoutError(f"JupyterLab did not answer at {url} within {timeout:.0f} s")
 
 
-def run_explorer(model: str, folder: Path, screenshot: Path, *, timeout: float = 240.0) -> dict:
-    """Open a notebook with the Explorer in JupyterLab, press Generate in the page, wait for the brain.
+def run_explorer(
+    model: str,
+    folder: Path,
+    screenshot: Path,
+    *,
+    timeout: float = 240.0,
+    cells: list[str] = NOTEBOOK_CELLS,
+    button_text: str = "Generate",
+    viewport: tuple[int, int] = (1200, 1100),
+) -> dict:
+    """Open a notebook with a widget (the Explorer unless ``cells`` say otherwise) in JupyterLab, press
+    its ``button_text`` button in the page, wait for the image.
 
     Returns what the page showed: the status text, whether the slice image appeared, and the times
     (kernel start to widget shown; click to image) in seconds.
@@ -81,7 +101,7 @@ def run_explorer(model: str, folder: Path, screenshot: Path, *, timeout: float =
     if chromium is None:
         raise RuntimeError("Chromium is not installed (Debian package 'chromium')")
     folder.mkdir(parents=True, exist_ok=True)
-    _write_notebook(folder, model)
+    _write_notebook(folder, model, cells)
     port, token = _free_port(), secrets.token_hex(16)
     server = subprocess.Popen(
         [
@@ -107,7 +127,7 @@ def run_explorer(model: str, folder: Path, screenshot: Path, *, timeout: float =
         _wait_for_server(f"{base}/api/status?token={token}", 60)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1200, "height": 1100})
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
             page.goto(f"{base}/lab/tree/explorer.ipynb?token={token}", timeout=timeout * 1000)
             page.wait_for_function(
                 "window.jupyterapp && window.jupyterapp.shell.currentWidget"
@@ -118,7 +138,7 @@ def run_explorer(model: str, folder: Path, screenshot: Path, *, timeout: float =
             )
             started = time.monotonic()
             page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            button = page.locator("button.jupyter-button", has_text="Generate")
+            button = page.locator("button.jupyter-button", has_text=button_text)
             button.wait_for(state="visible", timeout=timeout * 1000)
             report["widget_seconds"] = time.monotonic() - started
             clicked = time.monotonic()
@@ -130,6 +150,10 @@ def run_explorer(model: str, folder: Path, screenshot: Path, *, timeout: float =
                 timeout=timeout * 1000,
             )
             report["generate_seconds"] = time.monotonic() - clicked
+            page.locator("img.widget-image").last.scroll_into_view_if_needed()
+            news = page.locator(".jp-Notification-Toast-Close, .Toastify__close-button")
+            if news.count():  # JupyterLab's question about news would cover part of the picture
+                news.first.click()
             report["status"] = status.inner_text()
             report["image_width"] = page.evaluate(
                 "Math.max(...[...document.querySelectorAll('img.widget-image')].map(i => i.naturalWidth))"
@@ -146,8 +170,13 @@ def run_explorer(model: str, folder: Path, screenshot: Path, *, timeout: float =
     return report
 
 
-if __name__ == "__main__":  # python -m tests.browser MODEL PNG
+if __name__ == "__main__":  # python -m tests.browser MODEL PNG, or --editor PNG
     import tempfile
 
     with tempfile.TemporaryDirectory() as work:
-        print(json.dumps(run_explorer(sys.argv[1], Path(work), Path(sys.argv[2])), indent=1))
+        if sys.argv[1] == "--editor":
+            options = {"cells": EDITOR_CELLS, "button_text": "Edit", "viewport": (1200, 1500)}
+            report = run_explorer("demo", Path(work), Path(sys.argv[2]), **options)
+        else:
+            report = run_explorer(sys.argv[1], Path(work), Path(sys.argv[2]))
+        print(json.dumps(report, indent=1))

@@ -85,10 +85,15 @@ class ScanEditor:
         self.measure = widgets.Checkbox(
             value=bool(measurable),
             description=f"measure {', '.join(measurable).replace('_', ' ')} in the scan",
-            layout=widgets.Layout(display="" if measurable else "none"),
-            style=style,
+            layout=widgets.Layout(display="" if measurable else "none", width="480px"),
+            indent=False,
         )
-        self.extrapolate = widgets.Checkbox(value=False, description="extrapolate the targets", style=style)
+        self.extrapolate = widgets.Checkbox(
+            value=False,
+            description="extrapolate the targets beyond the training range",
+            indent=False,
+            layout=widgets.Layout(width="480px"),
+        )
         self.source = {c.name: covariate_widget(c) for c in covariate_controls(config, extrapolate=True)}
         self.targets = {c.name: covariate_widget(c) for c in covariate_controls(config, extrapolate=True)}
         for name, value in (source or {}).items():
@@ -125,7 +130,7 @@ class ScanEditor:
         self._follow_source()
         self.widget = widgets.VBox(
             [
-                widgets.HTML(f"<b>brainsynth</b>: edit {name} with {config.name}"),
+                widgets.HTML(f"<b>brainsynth</b>: edit {self.session.name} with {config.name}"),
                 widgets.HTML("<i>the scan's own covariates</i>"),
                 *self.source.values(),
                 self.measure,

@@ -38,6 +38,13 @@ def _plane(volume: np.ndarray, view: str, index: int) -> np.ndarray:
     return np.rot90(np.take(volume, index, axis=VIEWS.index(view)))
 
 
+def _changes(result: EditResult, index: int) -> str:
+    """What edit ``index`` changed, e.g. ``age 75, ventricular_volume 90`` (``nothing`` when it changed nothing)."""
+    target = result.targets[index]
+    changed = [(k, v) for k, v in target.items() if v != result.source.get(k)]
+    return ", ".join(v if isinstance(v, str) else f"{k} {v:g}" for k, v in changed) or "nothing"
+
+
 def _volumes(measured: dict[str, float]) -> str:
     parts = [f"{name.split('_')[0]} {value:.0f} ml" for name, value in measured.items()]
     return ", ".join(parts)
@@ -76,13 +83,13 @@ def show_edit(
     where = tuple(positions) if positions is not None else _centre(change)
     low, high = np.percentile(before, [0.5, 99.5])
     span = max(float(np.abs(change).max()), 1e-6)
-    target = ", ".join(f"{k} {v:g}" if not isinstance(v, str) else v for k, v in result.targets[index].items())
+    target = _changes(result, index)
     titles = [
         f"scan ({_volumes(result.measured_source)})" if result.measured_source else "scan",
         f"edited ({_volumes(result.measured[index])})" if result.measured else "edited",
         f"change (+-{span:.3g})",
     ]
-    figure, axes = plt.subplots(len(views), 3, figsize=(9.6, 3.2 * len(views)), squeeze=False)
+    figure, axes = plt.subplots(len(views), 3, figsize=(9.6, 3.2 * len(views)), squeeze=False, layout="constrained")
     for row, view in zip(axes, views, strict=True):
         position = where[VIEWS.index(view)]
         row[0].imshow(_plane(before, view, position), cmap="gray", vmin=low, vmax=high)
@@ -127,9 +134,7 @@ def show_edit_traversal(
     count = len(result)
     figure, axes = plt.subplots(2, count, figsize=(2.6 * count, 5.6), squeeze=False)
     for column, (edited, change) in enumerate(zip(result.on_scan, changes, strict=True)):
-        target = result.targets[column]
-        varied = [f"{k} {v:g}" for k, v in target.items() if not isinstance(v, str) and v != result.source.get(k)]
-        label = ", ".join(varied) or "as the scan"
+        label = _changes(result, column).replace("nothing", "as the scan")
         if result.measured:
             label += f"\n{_volumes(result.measured[column])}"
         axes[0, column].imshow(_plane(_ras(edited, affine), view, index), cmap="gray", vmin=low, vmax=high)
