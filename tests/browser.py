@@ -6,6 +6,8 @@ tests.browser --editor PNG`` the one of the ScanEditor on Colin27; the tests cal
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import secrets
@@ -16,6 +18,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import numpy as np
 
 NOTEBOOK_CELLS = [
     "from brainsynth.jupyter import Explorer\nexplorer = Explorer({model!r})\nexplorer",
@@ -79,22 +83,16 @@ def _wait_for_server(url: str, timeout: float) -> None:
     raise TimeoutError(f"JupyterLab did not answer at {url} within {timeout:.0f} s")
 
 
-def run_explorer(
-    model: str,
-    folder: Path,
-    screenshot: Path,
-    *,
-    timeout: float = 240.0,
-    cells: list[str] = NOTEBOOK_CELLS,
-    button_text: str = "Generate",
-    viewport: tuple[int, int] = (1200, 1100),
-) -> dict:
-    """Open a notebook with a widget (the Explorer unless ``cells`` say otherwise) in JupyterLab, press
-    its ``button_text`` button in the page, wait for the image.
+#: Chromium's flags: no sandbox (root in CI), and WebGL2 drawn on the CPU by SwiftShader (NiiVue needs it).
+CHROMIUM_ARGS = ["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 
-    Returns what the page showed: the status text, whether the slice image appeared, and the times
-    (kernel start to widget shown; click to image) in seconds.
-    """
+
+@contextlib.contextmanager
+def notebook_page(
+    cells: list[str], folder: Path, *, model: str = "demo", timeout: float = 240.0, viewport=(1200, 1100)
+):
+    """A JupyterLab server on a notebook of ``cells`` and a headless Chromium page on it, its kernel
+    started; yields ``(page, run_all)`` where ``run_all()`` runs every cell."""
     from playwright.sync_api import sync_playwright
 
     chromium = find_chromium()
@@ -121,12 +119,11 @@ def run_explorer(
         stderr=subprocess.DEVNULL,
         env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1"},
     )
-    report: dict = {}
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_for_server(f"{base}/api/status?token={token}", 60)
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
             page.goto(f"{base}/lab/tree/explorer.ipynb?token={token}", timeout=timeout * 1000)
             page.wait_for_function(
@@ -136,30 +133,11 @@ def run_explorer(
                 " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
                 timeout=timeout * 1000,
             )
-            started = time.monotonic()
-            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            button = page.locator("button.jupyter-button", has_text=button_text)
-            button.wait_for(state="visible", timeout=timeout * 1000)
-            report["widget_seconds"] = time.monotonic() - started
-            clicked = time.monotonic()
-            button.click()
-            status = page.locator(".widget-label", has_text="done in")
-            status.wait_for(timeout=timeout * 1000)
-            page.wait_for_function(
-                "[...document.querySelectorAll('img.widget-image')].some(i => i.naturalWidth > 0)",
-                timeout=timeout * 1000,
-            )
-            report["generate_seconds"] = time.monotonic() - clicked
-            page.locator("img.widget-image").last.scroll_into_view_if_needed()
-            news = page.locator(".jp-Notification-Toast-Close, .Toastify__close-button")
-            if news.count():  # JupyterLab's question about news would cover part of the picture
-                news.first.click()
-            report["status"] = status.inner_text()
-            report["image_width"] = page.evaluate(
-                "Math.max(...[...document.querySelectorAll('img.widget-image')].map(i => i.naturalWidth))"
-            )
-            page.wait_for_timeout(500)
-            page.screenshot(path=str(screenshot), full_page=False)
+
+            def run_all() -> None:
+                page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+            yield page, run_all
             browser.close()
     finally:
         server.terminate()
@@ -167,6 +145,62 @@ def run_explorer(
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def dismiss_news(page) -> None:
+    """Close JupyterLab's question about news, which would cover part of a picture."""
+    news = page.locator(".jp-Notification-Toast-Close, .Toastify__close-button")
+    if news.count():
+        news.first.click()
+
+
+def run_explorer(
+    model: str,
+    folder: Path,
+    screenshot: Path,
+    *,
+    timeout: float = 240.0,
+    cells: list[str] = NOTEBOOK_CELLS,
+    button_text: str = "Generate",
+    viewport: tuple[int, int] = (1200, 1100),
+) -> dict:
+    """Open a notebook with a widget (the Explorer unless ``cells`` say otherwise) in JupyterLab, press
+    its ``button_text`` button in the page, wait for the image.
+
+    Returns what the page showed: the status text, whether the slice image appeared, and the times
+    (kernel start to widget shown; click to image) in seconds.
+    """
+    report: dict = {}
+    with notebook_page(cells, folder, model=model, timeout=timeout, viewport=viewport) as (page, run_all):
+        started = time.monotonic()
+        run_all()
+        button = page.locator("button.jupyter-button", has_text=button_text)
+        button.wait_for(state="visible", timeout=timeout * 1000)
+        report["widget_seconds"] = time.monotonic() - started
+        clicked = time.monotonic()
+        button.click()
+        status = page.locator(".widget-label", has_text="done in")
+        status.wait_for(timeout=timeout * 1000)
+        page.wait_for_function(
+            "[...document.querySelectorAll('img.widget-image')].some(i => i.naturalWidth > 0)",
+            timeout=timeout * 1000,
+        )
+        report["generate_seconds"] = time.monotonic() - clicked
+        canvases = page.locator("canvas")
+        if canvases.count():  # the 3D view: how much it drew
+            from PIL import Image
+
+            page.wait_for_timeout(3000)
+            shot = Image.open(io.BytesIO(canvases.first.screenshot())).convert("L")
+            report["canvas_std"] = float(np.asarray(shot, dtype=float).std())
+        page.locator("img.widget-image").last.scroll_into_view_if_needed()
+        dismiss_news(page)
+        report["status"] = status.inner_text()
+        report["image_width"] = page.evaluate(
+            "Math.max(...[...document.querySelectorAll('img.widget-image')].map(i => i.naturalWidth))"
+        )
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(screenshot), full_page=False)
     return report
 
 
