@@ -15,3 +15,4 @@ def test_explorer_generates_a_brain_in_jupyterlab(model_dir, tmp_path):
     assert report["image_width"] > 100  # the orthogonal-slices figure came back to the page
     pixels = np.asarray(Image.open(screenshot).convert("L"), dtype=float)
     assert pixels.std() > 10
+    assert report["canvas_std"] > 5  # the 3D view drew the brain

@@ -20,8 +20,10 @@ from brainsynth.jupyter.views import (
     show_result_grid,
     show_traversal,
 )
+from brainsynth.jupyter.volume3d import BrainView, view_3d, view_edit_3d
 
 __all__ = [
+    "BrainView",
     "Explorer",
     "ScanEditor",
     "animate",
@@ -34,4 +36,6 @@ __all__ = [
     "show_interpolation",
     "show_result_grid",
     "show_traversal",
+    "view_3d",
+    "view_edit_3d",
 ]

@@ -44,6 +44,9 @@ class ScanEditor:
         Model name, folder or loaded model (default ``"demo"``).
     source : dict, optional
         The scan's own covariates to start from (e.g. ``{"sex": "female", "age": 27}``).
+    view3d : bool, optional
+        Also show the edited scan in 3D with the change over it (NiiVue). Default: wherever ipyniivue
+        is installed.
 
     Attributes
     ----------
@@ -70,8 +73,13 @@ class ScanEditor:
         model: str | Path | LatentDiffusionModel = "demo",
         *,
         source: dict[str, Any] | None = None,
+        view3d: bool | None = None,
     ) -> None:
         self.model = model if isinstance(model, LatentDiffusionModel) else load_model(model)
+        if view3d is None:  # the 3D view wherever ipyniivue is installed
+            import importlib.util
+
+            view3d = importlib.util.find_spec("ipyniivue") is not None
         if isinstance(scan, (str, Path)):
             volume, affine, _ = load_nifti(scan)
             name = str(scan)
@@ -115,6 +123,11 @@ class ScanEditor:
         self.status = widgets.Label(value="")
         self.frame = widgets.IntSlider(value=0, min=0, max=0, description="frame", continuous_update=False)
         self.view = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.view3d = None
+        if view3d:
+            from brainsynth.jupyter.volume3d import BrainView
+
+            self.view3d = BrainView()
         self.result: EditResult | None = None
         self._thread: threading.Thread | None = None
         self._cancel = Cancellation()
@@ -142,6 +155,7 @@ class ScanEditor:
                 widgets.HBox([self.edit_button, self.cancel_button, self.progress, self.status]),
                 self.frame,
                 self.view,
+                *([self.view3d.widget] if self.view3d is not None else []),
             ]
         )
 
@@ -241,6 +255,8 @@ class ScanEditor:
                 self.source[name].value = float(result.source[name])
             self.frame.max, self.frame.value = len(result) - 1, 0
             self.draw()
+            if self.view3d is not None:
+                self._show_3d(result)
             inversions = self.session.inversions
             self.status.value = (
                 f"done in {time.perf_counter() - started:.1f} s (round trip {result.roundtrip_psnr_db:.1f} dB; "
@@ -248,6 +264,13 @@ class ScanEditor:
             )
         finally:
             self.edit_button.disabled, self.cancel_button.disabled = False, True
+
+    def _show_3d(self, result: EditResult) -> None:
+        from brainsynth.jupyter.edits import describe_change
+
+        affine = self.session.scan().original_affine
+        labels = [f"edited to {describe_change(result, i)}" for i in range(len(result))]
+        self.view3d.show_edit(result, affine, labels)
 
     def figure(self) -> plt.Figure | None:
         """The scan, the edit of the current frame and the change (None before the first edit)."""

@@ -38,7 +38,7 @@ def _plane(volume: np.ndarray, view: str, index: int) -> np.ndarray:
     return np.rot90(np.take(volume, index, axis=VIEWS.index(view)))
 
 
-def _changes(result: EditResult, index: int) -> str:
+def describe_change(result: EditResult, index: int) -> str:
     """What edit ``index`` changed, e.g. ``age 75, ventricular_volume 90`` (``nothing`` when it changed nothing)."""
     target = result.targets[index]
     changed = [(k, v) for k, v in target.items() if v != result.source.get(k)]
@@ -83,7 +83,7 @@ def show_edit(
     where = tuple(positions) if positions is not None else _centre(change)
     low, high = np.percentile(before, [0.5, 99.5])
     span = max(float(np.abs(change).max()), 1e-6)
-    target = _changes(result, index)
+    target = describe_change(result, index)
     titles = [
         f"scan ({_volumes(result.measured_source)})" if result.measured_source else "scan",
         f"edited ({_volumes(result.measured[index])})" if result.measured else "edited",
@@ -134,7 +134,7 @@ def show_edit_traversal(
     count = len(result)
     figure, axes = plt.subplots(2, count, figsize=(2.6 * count, 5.6), squeeze=False)
     for column, (edited, change) in enumerate(zip(result.on_scan, changes, strict=True)):
-        label = _changes(result, column).replace("nothing", "as the scan")
+        label = describe_change(result, column).replace("nothing", "as the scan")
         if result.measured:
             label += f"\n{_volumes(result.measured[column])}"
         axes[0, column].imshow(_plane(_ras(edited, affine), view, index), cmap="gray", vmin=low, vmax=high)

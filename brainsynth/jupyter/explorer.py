@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import random
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import numpy as np
 
 from brainsynth.controls import CovariateControl, covariate_controls, result_title, sampling_limits
 from brainsynth.devices import available_devices
@@ -20,6 +22,9 @@ from brainsynth.progress import Cancellation
 from brainsynth.result import SampleResult
 from brainsynth.sampling.loop import StepProgress
 from brainsynth.sampling.schedulers import SCHEDULERS
+
+#: Least seconds between two live previews in the 3D view (each sends a volume to the page).
+PREVIEW_INTERVAL_S = 1.0
 
 
 def covariate_widget(control: CovariateControl) -> widgets.Widget:
@@ -48,6 +53,9 @@ class Explorer:
     ----------
     model : str, Path or LatentDiffusionModel
         Model name, folder or loaded model (default ``"demo"``).
+    view3d : bool, optional
+        Show the brain in 3D (NiiVue: a volume rendering and three linked slices in world coordinates,
+        with the live preview while sampling). Default: wherever ipyniivue is installed.
 
     Attributes
     ----------
@@ -66,8 +74,12 @@ class Explorer:
     >>> explorer.generate(wait=True).save("brain.nii.gz")  # doctest: +SKIP
     """
 
-    def __init__(self, model: str | Path | LatentDiffusionModel = "demo") -> None:
+    def __init__(self, model: str | Path | LatentDiffusionModel = "demo", *, view3d: bool | None = None) -> None:
         self.model = model if isinstance(model, LatentDiffusionModel) else load_model(model)
+        if view3d is None:  # the 3D view wherever ipyniivue is installed
+            import importlib.util
+
+            view3d = importlib.util.find_spec("ipyniivue") is not None
         config = self.model.config
         self.extrapolate = widgets.Checkbox(value=False, description="extrapolate beyond the training range")
         self.covariates: dict[str, widgets.Widget] = {}
@@ -102,6 +114,12 @@ class Explorer:
             for axis, size in zip("xyz", config.image_shape, strict=True)
         }
         self.view = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.view3d = None
+        if view3d:
+            from brainsynth.jupyter.volume3d import BrainView
+
+            self.view3d = BrainView()
+        self._previewed = 0.0
         self.result: SampleResult | None = None
         self._thread: threading.Thread | None = None
         self._cancel = Cancellation()
@@ -120,6 +138,7 @@ class Explorer:
                 widgets.HBox([self.steps, self.scheduler, self.device]),
                 self.guidance,
                 widgets.HBox([self.generate_button, self.cancel_button, self.progress, self.status]),
+                *([self.view3d.widget] if self.view3d is not None else []),
                 widgets.HBox(list(self.slice_sliders.values())),
                 self.view,
             ]
@@ -175,6 +194,15 @@ class Explorer:
 
     def _on_step(self, progress: StepProgress) -> None:
         self.progress.value = progress.step
+        now = time.monotonic()
+        if self.view3d is not None and now - self._previewed >= PREVIEW_INTERVAL_S:
+            self._previewed = now  # the predicted clean latent, at the latent grid, as it emerges
+            config = self.model.config
+            factor = config.image_shape[0] // config.latent_shape[1]
+            scale = np.diag([factor, factor, factor, 1.0])
+            scale[:3, 3] = (factor - 1) / 2.0
+            preview = progress.predicted_clean[0, 0].detach().float().cpu().numpy()
+            self.view3d.show(preview, config.affine_array @ scale, title=f"preview at step {progress.step}")
 
     def _run(self) -> None:
         try:
@@ -195,6 +223,8 @@ class Explorer:
         else:
             self.result = result
             self.draw()
+            if self.view3d is not None:
+                self.view3d.show(result.volume, result.affine, title=_title(result), limits=(0.0, 1.0))
             self.status.value = f"done in {result.provenance['time_taken_s']:.1f} s"
         finally:
             self.generate_button.disabled, self.cancel_button.disabled = False, True
