@@ -44,35 +44,30 @@ def find_chromium() -> str | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
 def _write_notebook(folder: Path, model: str, cells: list[str]) -> Path:
-    cells = [
-        {
-            "cell_type": "code",
-            "metadata": {},
-            "execution_count": None,
-            "outputs": [],
-            "source": source.format(model=model),
-        }
-        for source in cells
-    ]
-    notebook = {
-        "cells": cells,
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
+    from brainsynth.jupyter.serve import notebook_text
+
     path = folder / "explorer.ipynb"
-    path.write_text(json.dumps(notebook))
+    path.write_text(notebook_text([source.format(model=model) for source in cells]))
     return path
 
 
-def _wait_for_server(url: str, timeout: float) -> None:
+def stop(server: subprocess.Popen) -> None:
+    """Stop a server process: terminate, then kill if it lingers."""
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def wait_for_server(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -100,7 +95,7 @@ def notebook_page(
         raise RuntimeError("Chromium is not installed (Debian package 'chromium')")
     folder.mkdir(parents=True, exist_ok=True)
     _write_notebook(folder, model, cells)
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     server = subprocess.Popen(
         [
             sys.executable,
@@ -121,7 +116,7 @@ def notebook_page(
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_for_server(f"{base}/api/status?token={token}", 60)
+        wait_for_server(f"{base}/api/status?token={token}", 60)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
@@ -140,11 +135,7 @@ def notebook_page(
             yield page, run_all
             browser.close()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
 
 
 def dismiss_news(page) -> None:

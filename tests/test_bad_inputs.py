@@ -719,6 +719,22 @@ def _(box):
     return cli(box, "download", "ukb", "--dir", "d/ukb")
 
 
+@case("serve (command line)", "a port out of range", r"--port must be a whole number from 1 to 65535 \(got 70000\)")
+def _(box):
+    return cli(box, "serve", "--port", "70000")
+
+
+@case("serve (command line)", "a port in use", r"--port P is in use on 127.0.0.1")
+def _(box):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        return cli(box, "serve", "--port", port).replace(port, "P")
+
+
 @case("outputs", "explore --output that is not NIfTI (no display)", r"--output must end in \.nii or \.nii\.gz")
 def _(box):
     return cli(box, "explore", "--model", box.model(), "-o", "brain.txt", env={"DISPLAY": "", "WAYLAND_DISPLAY": ""})

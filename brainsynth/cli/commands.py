@@ -340,6 +340,13 @@ def _title(result: SampleResult) -> str:
     return f"{result.provenance['model']}: {result_title(result.covariates[0], result.seeds[0])}"
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    """``brainsynth serve``."""
+    from brainsynth.jupyter.serve import serve
+
+    return serve(args.model, port=args.port, host=args.host)
+
+
 def run_download(args: argparse.Namespace) -> int:
     """``brainsynth download``."""
     path = download_ukb(args.dir)
@@ -360,6 +367,7 @@ COMMANDS = {
     "generate": run_generate,
     "benchmark": run_benchmark,
     "explore": run_explore,
+    "serve": run_serve,
     "download": run_download,
     "edit": run_edit,
     "reconstruct": run_reconstruct,

@@ -51,6 +51,10 @@ EXAMPLES = {
   brainsynth info --model ukb""",
     "download": """examples:
   brainsynth download ukb""",
+    "serve": """examples:
+  brainsynth serve                              # http://127.0.0.1:8866/ on this computer only
+  brainsynth serve --model runs/mine --port 9000
+  brainsynth serve --host 0.0.0.0               # every network interface: anyone who can reach it can use it""",
     "explore": """examples:
   brainsynth explore
   brainsynth explore --model ukb
@@ -316,6 +320,19 @@ def build_parser(covariates: Sequence[CovariateSpec] = ()) -> argparse.ArgumentP
         "--screenshot", type=output_path, metavar="PNG", help="generate one brain, save a 3D screenshot and exit"
     )
     explore.add_argument("--seed", type=int, default=0, help="seed of the screenshot's brain (default 0)")
+
+    serve = subparser(
+        subparsers, "serve", "Serve the explorer as a web page (Voila): one session per browser tab, no notebook shown."
+    )
+    add_model(serve)
+    serve.add_argument("--port", type=int, default=8866, metavar="P", help="port to listen on (default 8866)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        metavar="H",
+        help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 for every network interface, "
+        "with no login: only on a network you trust)",
+    )
 
     _add_training_commands(subparsers)
 
