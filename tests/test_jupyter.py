@@ -101,3 +101,30 @@ def test_traversal_measures_its_frames_or_says_why_not(block_import):
     block_import("brainsynth.evaluation.volumetry")
     with pytest.raises(brainsynth.BrainsynthError, match=r"pip install 'brainsynth\[notebook\]'"):
         show_traversal(demo, "age", [50, 80], seed=1, steps=2)
+
+
+def test_the_3d_view_holds_what_it_shows(model):
+    """Python's side of the NiiVue view (the browser's side is tests/test_niivue_browser.py)."""
+    pytest.importorskip("ipyniivue")
+    import nibabel as nib
+
+    from brainsynth.jupyter import denoising_3d, forward_process_3d, view_3d
+
+    one = view_3d(model.sample(seed=1, steps=2))
+    (volume,) = one.niivue.volumes
+    image = nib.Nifti1Image.from_bytes(volume.data)
+    np.testing.assert_allclose(image.affine, model.config.affine_array)  # placed in world coordinates
+    assert one.controls.layout.display == "none"
+    series = view_3d(model.traverse("age", [50.0, 70.0, 80.0], seed=1, steps=2))
+    assert nib.Nifti1Image.from_bytes(series.niivue.volumes[0].data).shape == (*model.config.image_shape, 3)
+    series.frame.value = 2
+    assert series.niivue.volumes[0].frame_4d == 2
+    assert "age 80" in series.caption.value
+    steps = denoising_3d(model, steps=4)
+    assert steps.labels[-1].startswith("step 4/4")
+    noised = forward_process_3d(model, np.zeros(model.config.image_shape, np.float32) + 0.5, (0, 999))
+    assert noised.labels[0].startswith("t = 0: signal 1.00")
+    shown = one.shown
+    one.show(np.zeros(model.config.image_shape), model.config.affine_array, overlay=np.ones(model.config.image_shape))
+    assert one.shown == shown + 1
+    assert len(one.niivue.volumes) == 2  # the brain and the change over it

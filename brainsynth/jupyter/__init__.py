@@ -20,13 +20,15 @@ from brainsynth.jupyter.views import (
     show_result_grid,
     show_traversal,
 )
-from brainsynth.jupyter.volume3d import BrainView, view_3d, view_edit_3d
+from brainsynth.jupyter.volume3d import BrainView, denoising_3d, forward_process_3d, view_3d, view_edit_3d
 
 __all__ = [
     "BrainView",
     "Explorer",
     "ScanEditor",
     "animate",
+    "denoising_3d",
+    "forward_process_3d",
     "orthogonal_slices",
     "record_denoising",
     "show_denoising",

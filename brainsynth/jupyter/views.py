@@ -182,6 +182,25 @@ def show_denoising(
     return figure
 
 
+def forward_noised(
+    model: LatentDiffusionModel, image: np.ndarray, timesteps: Sequence[int], *, seed: int = 0
+) -> list[tuple[int, float, torch.Tensor, np.ndarray]]:
+    """``image`` encoded and noised to each timestep: (t, alpha_bar_t, x_t, x_t decoded) for each."""
+    from brainsynth.sampling.schedulers import training_noise
+
+    scheduler = training_noise(model.config.noise_schedule)
+    device = next(model.autoencoder.parameters()).device
+    with torch.no_grad():
+        z_mu, _ = model.autoencoder.encode(torch.as_tensor(image, dtype=torch.float32)[None, None].to(device))
+    z = z_mu.cpu() * model.config.scale_factor
+    eps = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed))
+    noised = []
+    for t in timesteps:
+        x_t = scheduler.add_noise(z, eps, torch.tensor([t]))
+        noised.append((int(t), float(scheduler.alphas_cumprod[t]), x_t, model.decode(x_t.to(device))[0]))
+    return noised
+
+
 def show_forward_process(
     model: LatentDiffusionModel,
     image: np.ndarray,
@@ -194,19 +213,8 @@ def show_forward_process(
 
     ``x_t = sqrt(alpha_bar_t) z + sqrt(1 - alpha_bar_t) eps``, with ``z`` the scaled latent of ``image``.
     """
-    from brainsynth.sampling.schedulers import training_noise
-
-    scheduler = training_noise(model.config.noise_schedule)
-    device = next(model.autoencoder.parameters()).device
-    with torch.no_grad():
-        z_mu, _ = model.autoencoder.encode(torch.as_tensor(image, dtype=torch.float32)[None, None].to(device))
-    z = z_mu.cpu() * model.config.scale_factor
-    eps = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed))
     figure, axes = plt.subplots(2, len(timesteps), figsize=(2.0 * len(timesteps), 4.4), squeeze=False)
-    for column, t in enumerate(timesteps):
-        x_t = scheduler.add_noise(z, eps, torch.tensor([t]))
-        decoded = model.decode(x_t.to(device))[0]
-        alpha_bar = float(scheduler.alphas_cumprod[t])
+    for column, (t, alpha_bar, x_t, decoded) in enumerate(forward_noised(model, image, timesteps, seed=seed)):
         axes[0, column].imshow(_slice(x_t[0, 0].numpy(), view), cmap="gray")
         axes[1, column].imshow(_slice(decoded, view), cmap="gray", vmin=0, vmax=1)
         axes[0, column].set_title(

@@ -229,3 +229,33 @@ def view_edit_3d(result, scan, *, height: int = 420) -> BrainView:
     labels = [f"edited to {describe_change(result, i)}" for i in range(len(result))]
     view.show_edit(result, scan.original_affine, labels)
     return view
+
+
+def denoising_3d(model, steps_to_show: Sequence[int] | None = None, *, seed: int = 0, **sampling: Any) -> BrainView:
+    """How noise becomes a brain, in 3D: the brain decoded from the predicted clean latent at chosen
+    steps of one sampling run, as a series to play (see :func:`brainsynth.jupyter.show_denoising`)."""
+    from brainsynth.jupyter.views import record_denoising
+
+    total = sampling.get("steps") or model.config.default_steps
+    chosen = list(steps_to_show or sorted({1, max(1, total // 4), max(1, total // 2), max(1, 3 * total // 4), total}))
+    result, snapshots = record_denoising(model, chosen, seed=seed, **sampling)
+    device = next(model.autoencoder.parameters()).device
+    volumes = np.stack([model.decode(clean.to(device))[0] for _, _, clean in snapshots])
+    view = BrainView()
+    labels = [f"step {step}/{total}: the brain decoded from the predicted clean latent" for step, _, _ in snapshots]
+    view.show_series(volumes, result.affine, labels=labels, limits=(0.0, 1.0))
+    return view
+
+
+def forward_process_3d(
+    model, image: np.ndarray, timesteps: Sequence[int] = (0, 100, 300, 600, 999), *, seed: int = 0
+) -> BrainView:
+    """The forward (noising) process in 3D: ``image`` encoded, noised to each timestep and decoded,
+    as a series to play (see :func:`brainsynth.jupyter.show_forward_process`)."""
+    from brainsynth.jupyter.views import forward_noised
+
+    noised = forward_noised(model, image, timesteps, seed=seed)
+    labels = [f"t = {t}: signal {a**0.5:.2f}, noise {(1 - a) ** 0.5:.2f}" for t, a, _, _ in noised]
+    view = BrainView()
+    view.show_series(np.stack([d for *_, d in noised]), model.config.affine_array, labels=labels, limits=(0.0, 1.0))
+    return view
