@@ -84,10 +84,17 @@ CHROMIUM_ARGS = ["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "-
 
 @contextlib.contextmanager
 def notebook_page(
-    cells: list[str], folder: Path, *, model: str = "demo", timeout: float = 240.0, viewport=(1200, 1100)
+    cells: list[str],
+    folder: Path,
+    *,
+    model: str = "demo",
+    timeout: float = 240.0,
+    viewport=(1200, 1100),
+    chromium_args: list[str] = CHROMIUM_ARGS,
 ):
     """A JupyterLab server on a notebook of ``cells`` and a headless Chromium page on it, its kernel
-    started; yields ``(page, run_all)`` where ``run_all()`` runs every cell."""
+    started; yields ``(page, run_all)`` where ``run_all()`` runs every cell. ``chromium_args`` are
+    Chromium's flags (default: :data:`CHROMIUM_ARGS`)."""
     from playwright.sync_api import sync_playwright
 
     chromium = find_chromium()
@@ -118,7 +125,7 @@ def notebook_page(
         base = f"http://127.0.0.1:{port}"
         wait_for_server(f"{base}/api/status?token={token}", 60)
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path=chromium, args=chromium_args)
             page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
             page.goto(f"{base}/lab/tree/explorer.ipynb?token={token}", timeout=timeout * 1000)
             page.wait_for_function(

@@ -84,3 +84,17 @@ def test_the_3d_view_draws_a_brain_updates_in_place_and_plays_a_series(tmp_path)
         red = (edited[..., 0] > edited[..., 2] + 60).mean() + (edited[..., 2] > edited[..., 0] + 60).mean()
         assert red > 0.001, "no coloured change over the scan"
         assert "edited to ventricular_volume 120" in page.locator(".widget-html").last.inner_text()
+
+
+def test_without_webgl2_the_page_says_so_and_the_slices_still_work(model_dir, tmp_path):
+    cells = ["from brainsynth.jupyter import Explorer\nexplorer = Explorer({model!r})\nexplorer"]
+    no_webgl = ["--no-sandbox", "--disable-webgl", "--disable-3d-apis"]
+    with notebook_page(cells, tmp_path / "work", model=str(model_dir), chromium_args=no_webgl) as (page, run_all):
+        run_all()
+        page.locator("text=This browser has no WebGL2").wait_for(timeout=180_000)
+        assert not page.evaluate("!!document.createElement('canvas').getContext('webgl2')")
+        page.locator("button.jupyter-button", has_text="Generate").click()
+        page.locator(".widget-label", has_text="done in").wait_for(timeout=180_000)
+        page.wait_for_function(
+            "[...document.querySelectorAll('img.widget-image')].some(i => i.naturalWidth > 0)", timeout=60_000
+        )

@@ -41,7 +41,7 @@ def orthogonal_slices(volume: np.ndarray, positions: Sequence[int] | None = None
     return figure
 
 
-def _measure(volume: np.ndarray, affine: np.ndarray) -> Any | None:
+def measured_volumes(volume: np.ndarray, affine: np.ndarray) -> Any | None:
     """The volumes measured in ``volume``, or ``None`` with a warning saying why they could not be."""
     try:
         from brainsynth.evaluation.volumetry import measure_volumes
@@ -69,7 +69,7 @@ def show_result_grid(
             axes[row, column].imshow(_slice(volume, view), cmap="gray", vmin=0, vmax=1)
             axes[row, column].axis("off")
         text = labels[column]
-        measured = _measure(volume, result.affine) if measure else None
+        measured = measured_volumes(volume, result.affine) if measure else None
         if measured is not None:
             text += f"\nventricles {measured.ventricular_volume_ml:.0f} ml\nbrain {measured.brain_volume_ml:.0f} ml"
         axes[-1, column].set_title(text, fontsize=7, y=-0.45)

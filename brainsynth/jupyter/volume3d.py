@@ -201,18 +201,29 @@ def _limits(volume: np.ndarray) -> tuple[float, float]:
     return low, max(high, low + 1e-6)
 
 
-def view_3d(result, *, height: int = 420) -> BrainView:
+def view_3d(result, *, height: int = 420, measure: bool = True) -> BrainView:
     """A :class:`BrainView` of a sampling result: one brain, or a series (traversal, interpolation,
-    batch) with a frame slider, each frame captioned with its covariates and seed.
+    batch) with a frame slider, each frame captioned with its covariates and seed and, with
+    ``measure``, the ventricular and brain volume measured in it (MNI-space models).
 
     Examples
     --------
     >>> view_3d(model.traverse("age", [45, 60, 75], seed=1))  # doctest: +SKIP
     """
     from brainsynth.controls import result_title
+    from brainsynth.jupyter.views import measured_volumes
 
     view = BrainView(height=height)
-    titles = [result_title(result.covariates[i], result.seeds[i]) for i in range(len(result))]
+    titles = []
+    for index in range(len(result)):
+        title = result_title(result.covariates[index], result.seeds[index])
+        measured = measured_volumes(result.volumes[index], result.affine) if measure else None
+        if measured is not None:
+            title += (
+                f" | measured: ventricles {measured.ventricular_volume_ml:.0f} ml, "
+                f"brain {measured.brain_volume_ml:.0f} ml"
+            )
+        titles.append(title)
     if len(result) == 1:
         view.show(result.volumes[0], result.affine, title=titles[0], limits=(0.0, 1.0))
     else:
