@@ -99,3 +99,21 @@ def test_a_model_that_cannot_be_loaded_is_said_on_the_page(browser, tmp_path):
         message = page.locator("text=could not be loaded")
         message.wait_for(timeout=180_000)
         assert "no-such-model" in page.content()
+
+
+def test_the_served_page_is_the_page_source():
+    """The packaged notebook Voilà runs holds exactly the page's one cell."""
+    from brainsynth.jupyter.serve import PAGE, PAGE_SOURCE, notebook_text
+
+    assert PAGE.read_text().strip() == notebook_text([PAGE_SOURCE])
+
+
+def test_stopping_the_server_leaves_nothing_running(tmp_path):
+    with _served("demo") as url:
+        import urllib.request
+
+        assert b"voila" in urllib.request.urlopen(url, timeout=30).read()
+        port = url.rsplit(":", 1)[1].strip("/")
+    time.sleep(2)
+    left = subprocess.run(["pgrep", "-f", f"--port={port}"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", "Voilà outlived brainsynth serve"

@@ -12,9 +12,7 @@ import errno
 import json
 import os
 import socket
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from brainsynth.errors import BrainsynthError, InvalidParameterError
@@ -49,11 +47,8 @@ def notebook_text(sources: list[str]) -> str:
     return json.dumps({"cells": cells, "metadata": {"kernelspec": kernel}, "nbformat": 4, "nbformat_minor": 5})
 
 
-def write_page(folder: Path) -> Path:
-    """The notebook Voilà runs for each tab."""
-    path = folder / "brainsynth.ipynb"
-    path.write_text(notebook_text([PAGE_SOURCE]))
-    return path
+#: The notebook Voilà runs for each tab (packaged; its one cell is :data:`PAGE_SOURCE`).
+PAGE = Path(__file__).with_name("serve_page.ipynb")
 
 
 def serve_command(page: Path, port: int, host: str) -> list[str]:
@@ -72,17 +67,17 @@ def serve_command(page: Path, port: int, host: str) -> list[str]:
 
 
 def serve(model: str = "demo", *, port: int = 8866, host: str = "127.0.0.1") -> int:
-    """Serve the explorer of ``model`` at ``http://HOST:PORT`` until interrupted; returns the exit code."""
+    """Serve the explorer of ``model`` at ``http://HOST:PORT`` until interrupted.
+
+    The process becomes Voilà's (``exec``): a signal that stops it stops the server and its kernels,
+    with nothing left running behind it.
+    """
     try:
         import voila  # noqa: F401
     except ImportError as exc:
         raise BrainsynthError("brainsynth serve needs Voilà: pip install 'brainsynth[serve]'") from exc
     check_port(port, host)
-    with tempfile.TemporaryDirectory(prefix="brainsynth-serve-") as folder:
-        page = write_page(Path(folder))
-        print(f"serving the brainsynth explorer ({model}) at http://{host}:{port}/ (Ctrl-C stops it)", flush=True)
-        environment = {**os.environ, MODEL_VARIABLE: model}
-        try:
-            return subprocess.run(serve_command(page, port, host), env=environment, check=False).returncode
-        except KeyboardInterrupt:
-            return 0
+    print(f"serving the brainsynth explorer ({model}) at http://{host}:{port}/ (Ctrl-C stops it)", flush=True)
+    sys.stderr.flush()
+    os.execve(sys.executable, serve_command(PAGE, port, host), {**os.environ, MODEL_VARIABLE: model})
+    return 0  # not reached: the process is Voilà's now
