@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,9 @@ from brainsynth.devices import available_devices
 from brainsynth.errors import BrainsynthError, SamplingCancelled
 from brainsynth.files.nifti import load_nifti
 from brainsynth.jupyter.explorer import covariate_widget
+from brainsynth.jupyter.running import BackgroundRun
 from brainsynth.loading.names import load_model
 from brainsynth.model import LatentDiffusionModel
-from brainsynth.progress import Cancellation
 from brainsynth.sampling.loop import StepProgress
 from brainsynth.scans.editing import EDIT_STEPS, EDIT_STRENGTH, measurable_covariates
 from brainsynth.scans.results import EditResult
@@ -129,8 +128,7 @@ class ScanEditor:
 
             self.view3d = BrainView()
         self.result: EditResult | None = None
-        self._thread: threading.Thread | None = None
-        self._cancel = Cancellation()
+        self._runner = BackgroundRun("brainsynth-editor")
         for widget in self.source.values():
             widget.observe(lambda _: self._follow_source(), names="value")
         for name, widget in self.targets.items():
@@ -204,31 +202,25 @@ class ScanEditor:
 
         Returns the result when ``wait`` is true (None if cancelled or refused), else None at once.
         """
-        if self._thread is not None and self._thread.is_alive():
+        if self._runner.running:
             return None
         targets = self.target_values()
         if targets == [{}]:
             self.status.value = "move a target first: the edit changes only the covariates moved"
             return None
-        self._cancel.reset()
         self.edit_button.disabled, self.cancel_button.disabled = True, False
         self.status.value = "registering and editing..."
-        if wait:
-            self._run(targets)
-            return self.result
-        self._thread = threading.Thread(target=self._run, args=(targets,), name="brainsynth-editor", daemon=True)
-        self._thread.start()
-        return None
+        self._runner.start(lambda: self._run(targets), wait=wait)
+        return self.result if wait else None
 
     def wait(self, timeout: float | None = None) -> EditResult | None:
         """Wait for a background edit to end and return the result."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._runner.wait(timeout)
         return self.result
 
     def cancel(self) -> None:
         """Stop the edit at its next step; the previous result stays."""
-        self._cancel.cancel()
+        self._runner.cancel()
 
     def _on_step(self, progress: StepProgress) -> None:
         self.progress.max, self.progress.value = progress.total, progress.step
@@ -243,7 +235,7 @@ class ScanEditor:
                 steps=int(self.steps.value),
                 device=self.device.value,
                 extrapolate=bool(self.extrapolate.value),
-                callback=self._cancel.watch(self._on_step),
+                callback=self._runner.cancellation.watch(self._on_step),
             )
         except SamplingCancelled:
             self.status.value = "cancelled"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import random
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,9 @@ import numpy as np
 from brainsynth.controls import CovariateControl, covariate_controls, result_title, sampling_limits
 from brainsynth.devices import available_devices
 from brainsynth.errors import BrainsynthError, SamplingCancelled
+from brainsynth.jupyter.running import BackgroundRun
 from brainsynth.loading.names import load_model
 from brainsynth.model import LatentDiffusionModel
-from brainsynth.progress import Cancellation
 from brainsynth.result import SampleResult
 from brainsynth.sampling.loop import StepProgress
 from brainsynth.sampling.schedulers import SCHEDULERS
@@ -121,8 +120,7 @@ class Explorer:
             self.view3d = BrainView()
         self._previewed = 0.0
         self.result: SampleResult | None = None
-        self._thread: threading.Thread | None = None
-        self._cancel = Cancellation()
+        self._runner = BackgroundRun("brainsynth-explorer")
         self.random_seed.on_click(lambda _: setattr(self.seed, "value", random.randint(0, limits.max_seed)))
         self.generate_button.on_click(lambda _: self.generate())
         self.cancel_button.on_click(lambda _: self.cancel())
@@ -169,28 +167,22 @@ class Explorer:
 
         Returns the result when ``wait`` is true (None if cancelled), else None at once.
         """
-        if self._thread is not None and self._thread.is_alive():
+        if self._runner.running:
             return None
-        self._cancel.reset()
         self.progress.max, self.progress.value = int(self.steps.value), 0
         self.generate_button.disabled, self.cancel_button.disabled = True, False
         self.status.value = "sampling..."
-        if wait:
-            self._run()
-            return self.result
-        self._thread = threading.Thread(target=self._run, name="brainsynth-explorer", daemon=True)
-        self._thread.start()
-        return None
+        self._runner.start(self._run, wait=wait)
+        return self.result if wait else None
 
     def wait(self, timeout: float | None = None) -> SampleResult | None:
         """Wait for a background run to end and return the result."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._runner.wait(timeout)
         return self.result
 
     def cancel(self) -> None:
         """Stop sampling at the next step; the previous result stays."""
-        self._cancel.cancel()
+        self._runner.cancel()
 
     def _on_step(self, progress: StepProgress) -> None:
         self.progress.value = progress.step
@@ -214,7 +206,7 @@ class Explorer:
                 device=self.device.value,
                 guidance=float(self.guidance.value),
                 extrapolate=bool(self.extrapolate.value),
-                callback=self._cancel.watch(self._on_step),
+                callback=self._runner.cancellation.watch(self._on_step),
             )
         except SamplingCancelled:
             self.status.value = "cancelled"
