@@ -10,6 +10,7 @@ process takes its own shard).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import numpy as np
 from brainsynth.covariates import resolve_covariates
 from brainsynth.errors import InvalidParameterError
 from brainsynth.files.atomic import atomic_write_bytes
+from brainsynth.files.background import BackgroundWriter
 from brainsynth.files.nifti import sidecar_path
 from brainsynth.files.paths import check_output_name
 from brainsynth.files.tables import SAFE_ID, read_table
@@ -224,10 +226,12 @@ def generate_dataset(
     shard: tuple[int, int] = (1, 1),
     batch_size: int = 1,
     extrapolate: bool = False,
+    writers: int = 2,
     callback: WorkCallback | None = None,
     **sampling: Any,
-) -> dict[str, int]:
-    """Generate a dataset into ``output``; returns counts of rows ``written``, ``skipped`` and ``total``.
+) -> dict[str, Any]:
+    """Generate a dataset into ``output``; returns counts of rows ``written``, ``skipped`` and ``total``,
+    and ``sampler_waited_s``, the seconds the sampler spent waiting on writing.
 
     Parameters
     ----------
@@ -247,6 +251,9 @@ def generate_dataset(
         Brains per network pass.
     extrapolate : bool
         Allow covariates beyond the training range.
+    writers : int
+        Threads that write (compress) brains while the next batch samples (0: write in the sampling
+        loop). At most ``2 * batch_size`` brains wait to be written at once.
     callback : callable, optional
         Called with a :class:`~brainsynth.progress.WorkProgress` (``unit="brain"``) after each
         denoising step (``step`` set) and after each written batch; raise
@@ -277,6 +284,17 @@ def generate_dataset(
         write_rows_table(rows, output / RECORD, model)
     mine = rows[shard[0] - 1 :: shard[1]]
     todo = [r for r in mine if not _done(output / f"{r.identifier}.nii.gz")]
+    with BackgroundWriter(workers=writers, queue_size=2 * batch_size) as writer:
+        _sample_and_write(model, output, todo, batch_size, extrapolate, callback, writer, sampling)
+    return {
+        "written": len(todo),
+        "skipped": len(mine) - len(todo),
+        "total": len(rows),
+        "sampler_waited_s": round(writer.waited_s, 3),
+    }
+
+
+def _sample_and_write(model, output, todo, batch_size, extrapolate, callback, writer, sampling) -> None:
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
         message = f"sampling {batch[0].identifier}" + (f" to {batch[-1].identifier}" if len(batch) > 1 else "")
@@ -289,9 +307,8 @@ def generate_dataset(
             **sampling,
         )
         for index, row in enumerate(batch):
-            result[index].save(output / f"{row.identifier}.nii.gz", overwrite=True)
-        report(callback, start + len(batch), len(todo), "brain", f"wrote {batch[-1].identifier}")
-    return {"written": len(todo), "skipped": len(mine) - len(todo), "total": len(rows)}
+            writer.submit(functools.partial(result[index].save, output / f"{row.identifier}.nii.gz", overwrite=True))
+        report(callback, start + len(batch), len(todo), "brain", f"sampled {batch[-1].identifier}")
 
 
 def _done(path: Path) -> bool:

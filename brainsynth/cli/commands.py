@@ -175,12 +175,14 @@ def run_generate(args: argparse.Namespace) -> int:
             shard=shard,
             batch_size=batch_size,
             extrapolate=args.extrapolate,
+            writers=args.writers,
             callback=callback,
             **options,
         )
     print(
         f"shard {shard[0]}/{shard[1]}: wrote {counts['written']}, skipped {counts['skipped']} already done "
-        f"(of {counts['total']} rows) in {args.output}"
+        f"(of {counts['total']} rows) in {args.output}; "
+        f"the sampler waited {counts['sampler_waited_s']:.1f} s on writing"
     )
     return 0
 

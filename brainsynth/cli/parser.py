@@ -246,6 +246,13 @@ def build_parser(covariates: Sequence[CovariateSpec] = ()) -> argparse.ArgumentP
     generate.add_argument("--seed", type=int, default=0, help="base seed: row i uses seed + i (default 0)")
     generate.add_argument("--shard", metavar="K/N", help="do shard K of N (default: the torchrun process's, or all)")
     generate.add_argument("--extrapolate", action="store_true", help="allow covariates beyond the training range")
+    generate.add_argument(
+        "--writers",
+        type=int,
+        default=2,
+        metavar="W",
+        help="threads that write brains while the next batch samples (default 2; 0 writes in the loop)",
+    )
     add_sampling(generate)
     generate.add_argument("--output", "-o", required=True, type=output_path, metavar="DIR", help="dataset folder")
     generate.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
