@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from brainsynth.covariates import resolve_covariates
+from brainsynth.dataset_card import write_card
 from brainsynth.errors import InvalidParameterError
 from brainsynth.files.atomic import atomic_write_bytes
-from brainsynth.files.background import BackgroundWriter
-from brainsynth.files.nifti import sidecar_path
+from brainsynth.files.background import BackgroundWriter, check_writers
+from brainsynth.files.nifti import check_dtype, sidecar_path
 from brainsynth.files.paths import check_output_name
 from brainsynth.files.tables import SAFE_ID, read_table
 from brainsynth.model import LatentDiffusionModel
@@ -227,6 +228,8 @@ def generate_dataset(
     batch_size: int = 1,
     extrapolate: bool = False,
     writers: int = 2,
+    dtype: str = "float32",
+    card: bool = True,
     callback: WorkCallback | None = None,
     **sampling: Any,
 ) -> dict[str, Any]:
@@ -254,6 +257,12 @@ def generate_dataset(
     writers : int
         Threads that write (compress) brains while the next batch samples (0: write in the sampling
         loop). At most ``2 * batch_size`` brains wait to be written at once.
+    dtype : {"float32", "int16", "uint8"}
+        Stored data type (see :func:`~brainsynth.files.nifti.to_dtype`): ``int16`` keeps intensities to
+        1/32767 at about half the size, ``uint8`` to 1/255 as the published model's released dataset
+        did (NIfTI-1 has no float16).
+    card : bool
+        Write (or bring up to date) the dataset card ``DATASET_CARD.md`` and ``covariates.png``.
     callback : callable, optional
         Called with a :class:`~brainsynth.progress.WorkProgress` (``unit="brain"``) after each
         denoising step (``step`` set) and after each written batch; raise
@@ -268,6 +277,8 @@ def generate_dataset(
         raise InvalidParameterError(f"n must be a positive integer (got {n!r})")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidParameterError(f"batch_size must be a positive integer (got {batch_size!r})")
+    check_writers(writers)
+    check_dtype(dtype)
     output = check_output_name(output, "output")
     if output.exists() and not output.is_dir():
         raise InvalidParameterError(f"output {str(output)!r} is a file; give a folder for the dataset")
@@ -285,7 +296,9 @@ def generate_dataset(
     mine = rows[shard[0] - 1 :: shard[1]]
     todo = [r for r in mine if not _done(output / f"{r.identifier}.nii.gz")]
     with BackgroundWriter(workers=writers, queue_size=2 * batch_size) as writer:
-        _sample_and_write(model, output, todo, batch_size, extrapolate, callback, writer, sampling)
+        _sample_and_write(model, output, todo, batch_size, extrapolate, callback, writer, dtype, sampling)
+    if card and (output / RECORD).is_file():
+        write_card(output, model)
     return {
         "written": len(todo),
         "skipped": len(mine) - len(todo),
@@ -294,7 +307,7 @@ def generate_dataset(
     }
 
 
-def _sample_and_write(model, output, todo, batch_size, extrapolate, callback, writer, sampling) -> None:
+def _sample_and_write(model, output, todo, batch_size, extrapolate, callback, writer, dtype, sampling) -> None:
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
         message = f"sampling {batch[0].identifier}" + (f" to {batch[-1].identifier}" if len(batch) > 1 else "")
@@ -307,7 +320,8 @@ def _sample_and_write(model, output, todo, batch_size, extrapolate, callback, wr
             **sampling,
         )
         for index, row in enumerate(batch):
-            writer.submit(functools.partial(result[index].save, output / f"{row.identifier}.nii.gz", overwrite=True))
+            path = output / f"{row.identifier}.nii.gz"
+            writer.submit(functools.partial(result[index].save, path, dtype=dtype, overwrite=True))
         report(callback, start + len(batch), len(todo), "brain", f"sampled {batch[-1].identifier}")
 
 

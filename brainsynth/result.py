@@ -157,8 +157,8 @@ class SampleResult:
         ----------
         path : str or Path
             A ``.nii``/``.nii.gz`` file or a folder (see :meth:`output_paths`).
-        dtype : {"float32", "uint8"}
-            Stored data type; ``uint8`` clips to [0, 1] and scales to 0-255.
+        dtype : {"float32", "int16", "uint8"}
+            Stored data type (see :func:`~brainsynth.files.nifti.to_dtype`).
         overwrite : bool
             Replace existing files. Otherwise, if any target exists, nothing is written.
 

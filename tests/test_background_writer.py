@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -23,10 +22,9 @@ def test_a_full_queue_makes_the_caller_wait_and_everything_is_written():
         for index in range(2):
             writer.submit(lambda index=index: slow(index))
         threading.Timer(0.3, gate.set).start()
-        started = time.perf_counter()
         for index in range(2, 5):
             writer.submit(lambda index=index: slow(index))
-        assert time.perf_counter() - started >= 0.25  # blocked until the writer freed a place
+        assert gate.is_set()  # the last submit could only return once the writer freed a place
     assert sorted(done) == [0, 1, 2, 3, 4]
     assert writer.written == 5
     assert writer.waited_s >= 0.25
@@ -43,7 +41,7 @@ def test_a_failed_write_is_raised_and_not_lost():
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(InvalidParameterError, match=r"workers must be a whole number, 0 or more \(got -1\)"):
+    with pytest.raises(InvalidParameterError, match=r"writers must be a whole number, 0 or more \(got -1\)"):
         BackgroundWriter(workers=-1)
     with pytest.raises(InvalidParameterError, match=r"queue_size must be a positive whole number \(got 0\)"):
         BackgroundWriter(queue_size=0)
@@ -58,3 +56,11 @@ def test_background_writing_gives_the_files_of_the_serial_loop(model, tmp_path):
     for name in names:
         if name.endswith(".nii.gz"):
             assert (tmp_path / "serial" / name).read_bytes() == (tmp_path / "background" / name).read_bytes()
+
+
+def test_generate_checks_writers_and_dtype_before_writing_anything(model, tmp_path):
+    with pytest.raises(InvalidParameterError, match=r"writers must be a whole number, 0 or more \(got 1.5\)"):
+        generate_dataset(model, tmp_path / "out", n=1, writers=1.5)
+    with pytest.raises(InvalidParameterError, match=r"NIfTI-1 has no float16; int16 keeps 16 bits\) \(got 'float16'\)"):
+        generate_dataset(model, tmp_path / "out", n=1, dtype="float16")
+    assert not (tmp_path / "out").exists()

@@ -745,6 +745,85 @@ def _(box):
     return cli(box, "explore", "--model", box.model(), "-o", "a\x00.nii.gz")
 
 
+# --- the memorisation audit ----------------------------------------------------------------------------
+
+
+def _audit(box: Sandbox, *extra: str | os.PathLike) -> str:
+    return cli(box, "audit", "--data", box.cohort(), "--quiet", *extra)
+
+
+@case("audit", "a training folder that is empty", r"--data '.*' holds no NIfTI images .*: it is empty")
+def _(box):
+    (box.folder / "empty").mkdir()
+    return cli(box, "audit", "--data", "empty", "--samples", box.cohort(), "-o", "report")
+
+
+@case("audit", "a training folder without NIfTI", r"holds no NIfTI images .*: it holds 1 other files, such as 'a.txt'")
+def _(box):
+    box.file("notes/a.txt", "x")
+    return cli(box, "audit", "--data", "notes", "--samples", box.cohort(), "-o", "report")
+
+
+@case("audit", "no samples named", r"give the samples to audit: --samples DATASET_DIR, or --model M with --n N")
+def _(box):
+    return _audit(box, "-o", "report")
+
+
+@case("audit", "--samples and --n together", r"either --samples DATASET_DIR or --n N")
+def _(box):
+    return _audit(box, "--samples", box.cohort(), "--n", "2", "--model", box.model(), "-o", "report")
+
+
+@case("audit", "--n of 0", r"--n must be a positive whole number \(got 0\)")
+def _(box):
+    return _audit(box, "--model", box.model(), "--n", "0", "-o", "report")
+
+
+@case("audit", "--n without a model", r"--n N draws samples from a model: give --model too")
+def _(box):
+    return _audit(box, "--n", "2", "-o", "report")
+
+
+@case("audit", "the latent criterion without a model", r"the latent criterion needs a model's autoencoder")
+def _(box):
+    return _audit(box, "--samples", box.cohort(), "--criteria", "pixel,latent", "-o", "report")
+
+
+@case("audit", "an unknown criterion", r"--criteria must be some of pixel, latent \(got pixel, ssim\)")
+def _(box):
+    return _audit(box, "--samples", box.cohort(), "--criteria", "pixel,ssim", "-o", "report")
+
+
+@case("audit", "a false-positive rate of 0", r"--false-positive-rate must be a number above 0 and at most 0.5")
+def _(box):
+    return _audit(box, "--samples", box.cohort(), "--false-positive-rate", "0", "-o", "report")
+
+
+@case("audit", "too few images to calibrate on", r"needs at least 19 real images unseen in training; --data holds 6")
+def _(box):
+    return _audit(box, "--samples", box.cohort(), "-o", "report")
+
+
+@case("audit", "a report folder that exists", r"--output 'report' exists; an audit never replaces a report")
+def _(box):
+    box.file("report/report.md", "an earlier report")
+    return _audit(box, "--samples", box.cohort(), "-o", "report")
+
+
+@case("audit", "a samples folder that does not exist", r"--samples 'nowhere' does not exist")
+def _(box):
+    return _audit(box, "--samples", "nowhere", "-o", "report")
+
+
+@case("audit", "a model whose autoencoder cannot encode", r"the latent criterion needs an autoencoder that encodes")
+def _(box):
+    from brainsynth.audit import audit
+
+    model = tiny_model()
+    model.autoencoder = torch.nn.Identity()  # a decoder alone, say
+    return api(box, audit, box.cohort(), box.folder / "report", samples=box.cohort(), model=model)
+
+
 # --- the Python API ---------------------------------------------------------------------------------------
 
 

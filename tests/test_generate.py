@@ -163,3 +163,33 @@ def test_excel_tables_are_read(model, table, tmp_path):
     excel = tmp_path / "excel.tsv"
     excel.write_bytes(b"\xef\xbb\xbf" + text.encode())
     assert read_rows(excel, model, 0) == read_rows(table, model, 0)
+
+
+def test_a_dataset_card_describes_the_folder(model_dir, table, tmp_path):
+    model = brainsynth.load_model(model_dir)
+    out = tmp_path / "out"
+    generate_dataset(model, out, covariates=table, steps=2, n=2)
+    card = (out / "DATASET_CARD.md").read_text()
+    assert "2 of 2 brains of the record are in this folder" in card
+    assert "sha256 `" in card
+    assert "| age | 2 | min 50, median 60, max 70 |" in card
+    assert "| sex | 2 | female 1, male 1 |" in card
+    assert "- steps: 2" in card
+    assert "No memorisation audit has been run" in card
+    assert (out / "covariates.png").stat().st_size > 1000
+    generate_dataset(model, out, covariates=table, steps=2)  # the third row: the card follows
+    assert "3 of 3 brains" in (out / "DATASET_CARD.md").read_text()
+
+
+@pytest.mark.parametrize(("dtype", "stored", "step"), [("int16", np.int16, 1 / 32767), ("uint8", np.uint8, None)])
+def test_smaller_output_types(model, tmp_path, dtype, stored, step):
+    generate_dataset(model, tmp_path / dtype, n=1, steps=2, dtype=dtype)
+    generate_dataset(model, tmp_path / "float32", n=1, steps=2)
+    image = nib.load(tmp_path / dtype / "brain_000000.nii.gz")
+    assert image.get_data_dtype() == stored
+    exact = np.clip(nib.load(tmp_path / "float32" / "brain_000000.nii.gz").get_fdata(), 0, 1)
+    if step:  # read back in [0, 1] to within half a step
+        assert np.abs(image.get_fdata() - exact).max() <= step / 2 + 1e-7
+    else:
+        np.testing.assert_allclose(np.asarray(image.dataobj), np.round(exact * 255), atol=1)
+    assert json.loads((tmp_path / dtype / "brain_000000.json").read_text())["dtype"] == dtype

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from brainsynth.cli.audit import run_audit
 from brainsynth.cli.options import covariate_values, number_or_text
 from brainsynth.cli.progress import progress_bar, work_bar
 from brainsynth.cli.scans import run_edit, run_reconstruct
@@ -176,6 +177,7 @@ def run_generate(args: argparse.Namespace) -> int:
             batch_size=batch_size,
             extrapolate=args.extrapolate,
             writers=args.writers,
+            dtype=args.dtype,
             callback=callback,
             **options,
         )
@@ -367,6 +369,7 @@ COMMANDS = {
     "interpolate": run_interpolate,
     "info": run_info,
     "generate": run_generate,
+    "audit": run_audit,
     "benchmark": run_benchmark,
     "explore": run_explore,
     "serve": run_serve,

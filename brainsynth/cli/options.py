@@ -147,7 +147,7 @@ def output_path(text: str) -> str:
 def add_output(parser: argparse.ArgumentParser, what: str) -> None:
     group = parser.add_argument_group("output")
     group.add_argument("--output", "-o", required=True, type=output_path, metavar="PATH", help=what)
-    group.add_argument("--dtype", choices=OUTPUT_DTYPES, default="float32", help="stored data type (default float32)")
+    add_dtype(group)
     group.add_argument("--overwrite", action="store_true", help="replace existing files")
     group.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -173,3 +173,13 @@ def covariate_values(args: argparse.Namespace, suffix: str = "") -> dict[str, An
             raise InvalidParameterError(f"--set must look like NAME=VALUE (got {item!r})")
         values[name.strip().replace("-", "_")] = number_or_text(text.strip())
     return values
+
+
+def add_dtype(group) -> None:
+    """``--dtype``: the stored data type of written volumes."""
+    group.add_argument(
+        "--dtype",
+        choices=OUTPUT_DTYPES,
+        default="float32",
+        help="stored data type: float32, int16 (about half the size, 1/32767 steps) or uint8 (default float32)",
+    )

@@ -6,9 +6,11 @@ import argparse
 from collections.abc import Sequence
 
 from brainsynth._version import __version__
+from brainsynth.cli.audit import add_audit_parser
 from brainsynth.cli.options import (
     add_covariate_flags,
     add_covariates,
+    add_dtype,
     add_model,
     add_output,
     add_registration,
@@ -254,8 +256,11 @@ def build_parser(covariates: Sequence[CovariateSpec] = ()) -> argparse.ArgumentP
         help="threads that write brains while the next batch samples (default 2; 0 writes in the loop)",
     )
     add_sampling(generate)
+    add_dtype(generate)
     generate.add_argument("--output", "-o", required=True, type=output_path, metavar="DIR", help="dataset folder")
     generate.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    add_audit_parser(subparsers, subparser)
 
     bench = subparser(subparsers, "benchmark", "Time the bundle's reference sampler against brainsynth's.")
     add_model(bench)

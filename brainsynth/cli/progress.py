@@ -83,6 +83,8 @@ def work_bar(description: str, quiet: bool = False) -> Iterator[WorkCallback | N
     bars: list[tqdm] = []
 
     def update(progress: WorkProgress) -> None:
+        if bars and bars[0].unit != progress.unit:  # a new kind of item (brains drawn, then images searched)
+            bars.pop().close()
         if not bars:
             bars.append(
                 tqdm(desc=description, total=progress.total, unit=progress.unit, file=sys.stderr, dynamic_ncols=True)

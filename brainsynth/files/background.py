@@ -22,6 +22,13 @@ from brainsynth.errors import InvalidParameterError
 _DONE = object()
 
 
+def check_writers(workers: object) -> int:
+    """``workers`` as a count of writing threads, or an error naming what is allowed."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise InvalidParameterError(f"writers must be a whole number, 0 or more (got {workers!r})")
+    return workers
+
+
 class BackgroundWriter:
     """Runs write functions on background threads with a bounded queue.
 
@@ -40,8 +47,7 @@ class BackgroundWriter:
     """
 
     def __init__(self, workers: int = 2, queue_size: int = 4) -> None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise InvalidParameterError(f"workers must be a whole number, 0 or more (got {workers!r})")
+        check_writers(workers)
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             raise InvalidParameterError(f"queue_size must be a positive whole number (got {queue_size!r})")
         self.workers = workers

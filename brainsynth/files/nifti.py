@@ -19,7 +19,9 @@ from brainsynth.files.paths import check_output_name
 from brainsynth.files.schema import read_json
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
-OUTPUT_DTYPES = ("float32", "uint8")
+OUTPUT_DTYPES = ("float32", "int16", "uint8")
+#: ``int16`` stores intensity x 32767 with this scale slope in the header, so it reads back in [0, 1].
+INT16_SLOPE = 1.0 / 32767.0
 
 
 def is_nifti_path(path: str | Path) -> bool:
@@ -62,15 +64,26 @@ def check_output_path(path: str | Path, *, overwrite: bool = False, name: str = 
     return path
 
 
+def check_dtype(dtype: object) -> str:
+    """``dtype`` as a stored data type, or an error naming the choices."""
+    if dtype not in OUTPUT_DTYPES:
+        hint = " (NIfTI-1 has no float16; int16 keeps 16 bits)" if dtype == "float16" else ""
+        raise InvalidParameterError(f"dtype must be one of {', '.join(OUTPUT_DTYPES)}{hint} (got {dtype!r})")
+    return dtype
+
+
 def to_dtype(volume: np.ndarray, dtype: str) -> np.ndarray:
     """Convert a [0, 1] intensity volume to the output data type.
 
-    ``float32`` keeps values as generated; ``uint8`` clips to [0, 1] and scales to 0-255.
+    ``float32`` keeps values as generated; ``int16`` clips to [0, 1] and stores 0-32767 (the header's
+    scale slope, :data:`INT16_SLOPE`, brings it back to [0, 1] on reading); ``uint8`` clips to [0, 1]
+    and stores 0-255 (read back as 0-255).
     """
-    if dtype not in OUTPUT_DTYPES:
-        raise InvalidParameterError(f"dtype must be one of {', '.join(OUTPUT_DTYPES)} (got {dtype!r})")
+    check_dtype(dtype)
     if dtype == "uint8":
         return np.round(np.clip(volume, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if dtype == "int16":
+        return np.round(np.clip(volume, 0.0, 1.0) / INT16_SLOPE).astype(np.int16)
     return np.asarray(volume, dtype=np.float32)
 
 
@@ -80,6 +93,8 @@ def nifti_bytes(volume: np.ndarray, affine: np.ndarray, *, gzipped: bool, descri
     Gzip output has a zero timestamp, so identical volumes give identical files.
     """
     image = nib.Nifti1Image(volume, np.asarray(affine, dtype=np.float64))
+    if volume.dtype == np.int16:
+        image.header.set_slope_inter(INT16_SLOPE, 0.0)
     image.header.set_xyzt_units("mm")
     image.set_sform(image.affine, code=2)
     image.set_qform(image.affine, code=2)
@@ -110,7 +125,7 @@ def save_nifti(
         Output ``.nii`` or ``.nii.gz`` file; its folder must exist.
     sidecar : mapping, optional
         Written as JSON beside the image (``brain.json`` for ``brain.nii.gz``).
-    dtype : {"float32", "uint8"}
+    dtype : {"float32", "int16", "uint8"}
         Stored data type (see :func:`to_dtype`).
     overwrite : bool
         Replace existing files; otherwise an existing file is an error.
