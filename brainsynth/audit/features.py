@@ -105,9 +105,14 @@ class PixelSpace:
         return np.stack([self.full(np.roll(volume, shift, axis=(0, 1, 2))) for shift in SHIFTS])
 
 
-def latent_of(autoencoder: torch.nn.Module, volume: np.ndarray, device: torch.device) -> np.ndarray:
-    """The autoencoder's posterior mean of ``volume`` (on the model's grid), flattened (C * X' * Y' * Z',)."""
-    with torch.no_grad():
+def latent_of(
+    autoencoder: torch.nn.Module, volume: np.ndarray, device: torch.device, precision: str = "float32"
+) -> np.ndarray:
+    """The autoencoder's posterior mean of ``volume`` (on the model's grid), flattened (C * X' * Y' * Z',),
+    computed in ``precision`` (the sampling precision: bfloat16 halves the time on CPUs that have it)."""
+    from brainsynth.sampling.loop import autocast
+
+    with torch.no_grad(), autocast(device, precision):
         mean, _ = autoencoder.encode(torch.as_tensor(volume, dtype=torch.float32)[None, None].to(device))
     return mean.float().cpu().numpy().reshape(-1)
 

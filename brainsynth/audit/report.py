@@ -85,6 +85,7 @@ def report_json(result: AuditResult) -> dict[str, Any]:
         "summary": summary(result),
         "criteria": {c: CRITERION_TEXT[c] for c in result.request.criteria},
         "grid": {"shape": list(result.grid.shape), "affine": np.asarray(result.grid.affine).tolist()},
+        "latent_precision": result.precision if "latent" in result.thresholds else None,
         "training": {
             "folder": str(result.request.data),
             "images": len(result.request.training),

@@ -65,6 +65,7 @@ class AuditResult:
     missing: list[str]
     thresholds: dict[str, float]
     seconds: dict[str, float] = field(default_factory=dict)
+    precision: str = "float32"
 
     @property
     def flagged(self) -> list[AuditedImage]:
@@ -178,8 +179,10 @@ class _Indexer:
         self.model = model if "latent" in criteria else None
         self.device = torch.device("cpu")
         self.latent_space: LatentSpace | None = None
+        self.precision = "float32"
         if self.model is not None:
-            self.device = self.model.settings(device=device).device
+            settings = self.model.settings(device=device)
+            self.device, self.precision = settings.device, settings.precision
             self.model.to(self.device)
 
     def read(self, path: Path) -> tuple[np.ndarray, bool]:
@@ -189,7 +192,7 @@ class _Indexer:
         """The raw (flattened) latent of ``volume``, or None without the latent criterion."""
         if self.model is None:
             return None
-        return latent_of(self.model.autoencoder, volume, self.device)
+        return latent_of(self.model.autoencoder, volume, self.device, self.precision)
 
     def vector(self, volume: np.ndarray) -> np.ndarray | None:
         """The latent criterion's vector of ``volume`` (after the training images are indexed)."""
@@ -311,4 +314,5 @@ def run_audit(
         missing,
         thresholds,
         seconds,
+        indexer.precision,
     )

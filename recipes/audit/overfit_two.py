@@ -31,13 +31,15 @@ AUTOENCODER = {
     "log_every": 20,
 }
 DIFFUSION = {
-    "steps": 1500,
+    "steps": 4000,
     "lr": 0.002,
-    "ema_decay": 0.99,
+    "latents": "mean",  # the posterior means: a fixed target per person, as a memorising model needs
+    "ema_decay": 0.995,
     "conditioning_dropout": 0.0,
-    "checkpoint_every": 250,
-    "image_every": 1500,
-    "log_every": 20,
+    "checkpoint_every": 500,
+    "image_every": 4000,
+    "log_every": 50,
+    "sampling_steps": 50,
 }
 
 
@@ -55,6 +57,7 @@ def main() -> None:
     config["description"] = "A tiny model memorising two people of the synthetic cohort, for the audit's tests."
     config["autoencoder"].update(AUTOENCODER)
     config["diffusion"].update(DIFFUSION)
+    config["diffusion"]["noise_schedule"]["prediction_type"] = "v_prediction"
     path = args.work / "config.json"
     path.write_text(json.dumps(config, indent=1))
     autoencoder, model = args.work / "autoencoder", args.work / "model"
