@@ -10,7 +10,7 @@ import numpy as np
 
 from brainsynth.covariates import CovariateValue
 from brainsynth.errors import InvalidParameterError, NonFiniteResultError
-from brainsynth.files.nifti import check_output_path, is_nifti_path, save_nifti
+from brainsynth.files.nifti import check_dtype, check_output_path, is_nifti_path, save_nifti
 from brainsynth.files.paths import check_output_name
 
 
@@ -172,6 +172,7 @@ class SampleResult:
         >>> result.save("brain.nii.gz")  # doctest: +SKIP
         [PosixPath('brain.nii.gz')]
         """
+        check_dtype(dtype)
         targets = self.output_paths(path)
         folder = targets[0].parent
         self.check_finite()

@@ -108,8 +108,11 @@ def test_missing_folder_and_bad_suffix_are_refused(result, tmp_path):
         result.save(tmp_path / "missing" / "brain.nii.gz")
     with pytest.raises(brainsynth.InvalidParameterError, match=r"output folder .* does not exist"):
         result.save(tmp_path / "missing" / "deeper")
-    with pytest.raises(brainsynth.InvalidParameterError, match=r"dtype must be one of float32, uint8"):
-        result.save(tmp_path / "x.nii.gz", dtype="int16")
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"dtype must be one of float32, int16, uint8 \(NIfTI-1"):
+        result.save(tmp_path / "x.nii.gz", dtype="float16")
+    with pytest.raises(brainsynth.InvalidParameterError, match=r"dtype must be one of float32, int16, uint8"):
+        result.save(tmp_path / "new-folder", dtype="int8")
+    assert not (tmp_path / "new-folder").exists()
 
 
 def test_writes_leave_no_partial_files(result, tmp_path):
