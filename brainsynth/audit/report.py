@@ -19,11 +19,14 @@ PAIRS_SHOWN = 4
 
 CRITERION_TEXT = {
     "pixel": (
-        "Pearson correlation of the voxels in the training images' mask, the best over shifts of up to one voxel "
-        "per axis; a first pass compares every pair on a coarse grid and keeps the closest candidates for the "
-        "full-resolution pass"
+        "Pearson correlation of what sets each image apart from the average training image (the training mean "
+        "subtracted), in the training images' head mask, the best over shifts of up to one voxel per axis; a first "
+        "pass compares every pair on a coarse grid and keeps the closest candidates for the full-resolution pass"
     ),
-    "latent": "Pearson correlation of the autoencoder's latents (posterior means), every pair",
+    "latent": (
+        "Pearson correlation of the autoencoder's latents (posterior means, the training latents' mean subtracted), "
+        "every pair"
+    ),
 }
 
 
@@ -176,9 +179,9 @@ def _markdown(result: AuditResult, ranked: list[AuditedImage]) -> str:
         lines.append(f"| {c} | {CRITERION_TEXT[c]} | {t:.4f} | {s['flagged_by_criterion'][c]} |")
     lines += [
         "",
-        f"A sample is flagged when it is above the threshold of any criterion; each threshold leaves "
-        f"{100 * rate / len(result.thresholds):g} % of the calibration images above it, so about {100 * rate:g} % of "
-        "real images unseen in training would be flagged.",
+        f"A sample is flagged when it is above the threshold of any criterion; each threshold is the conformal "
+        f"quantile of the calibration images' similarities at {100 * rate / len(result.thresholds):g} %, so a real "
+        f"image unseen in training is flagged with a probability of at most {100 * rate:g} %.",
         "",
         "![similarities](similarities.png)",
         "",
