@@ -54,6 +54,9 @@ def test_report_holds_every_measurement(trained_model, tmp_path):
     assert 0.0 < report.reconstruction_ssim <= 1.0
     assert np.isfinite(report.samples_ms_ssim)
     assert np.isfinite(report.real_ms_ssim)
+    assert 0.0 < report.samples_gradient_ssim < 1.0
+    assert 0.0 < report.real_gradient_ssim < 1.0
+    assert "| 4-G-R-SSIM |" in (tmp_path / "report" / "report.md").read_text()
     assert report.fidelity_design == "cohort"
     assert [f.covariate for f in report.fidelity] == ["ventricular_volume", "brain_volume"]
     assert all(len(f.measured_real) == 3 and np.isfinite(f.mean_absolute_error_vs_real) for f in report.fidelity)

@@ -143,7 +143,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
         print(f"  {item.covariate}: r = {item.pearson_r:.3f}, MAE = {item.mean_absolute_error:.1f} ml{against_real}")
     print(
-        f"  MS-SSIM samples {report.samples_ms_ssim:.4f} vs real {report.real_ms_ssim:.4f}; reconstruction "
+        f"  MS-SSIM samples {report.samples_ms_ssim:.4f} vs real {report.real_ms_ssim:.4f}; 4-G-R-SSIM samples "
+        f"{report.samples_gradient_ssim:.4f} vs real {report.real_gradient_ssim:.4f}; reconstruction "
         f"PSNR {report.reconstruction_psnr_db:.2f} dB; {report.seconds_per_sample:.2f} s per sample"
     )
     return 0

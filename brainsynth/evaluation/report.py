@@ -1,7 +1,9 @@
 """``brainsynth evaluate``: the paper's kinds of evidence for any model, as a markdown report with figures.
 
 - Reconstruction: the autoencoder on held-out images (PSNR, SSIM).
-- Diversity: mean MS-SSIM over pairs of samples, beside the same for pairs of real images.
+- Diversity: mean MS-SSIM and mean 4-G-R-SSIM (:mod:`brainsynth.evaluation.gradient_ssim`) over pairs of
+  samples, beside the same for pairs of real images. FID is not computed: its Med3D features need
+  pretrained weights that are not downloaded.
 - Conditioning fidelity: ask for a spread of volumes, measure them in the samples with a segmentation
   that does not use the model, and report Pearson r and the mean absolute error in ml. Two designs:
 
@@ -31,6 +33,7 @@ import torch
 from brainsynth.devices import resolve_device
 from brainsynth.errors import InvalidParameterError, OutputExistsError
 from brainsynth.evaluation.denoising import denoising_errors
+from brainsynth.evaluation.gradient_ssim import mean_pairwise_gradient_ssim
 from brainsynth.evaluation.metrics import mean_pairwise_ms_ssim, psnr, ssim
 from brainsynth.evaluation.results import EvaluationReport, Fidelity, write_report
 from brainsynth.evaluation.segmenters import MEASURABLE, field_of, load_segmenter
@@ -163,6 +166,8 @@ def evaluate_model(
         reconstruction_ssim=recon_ssim,
         samples_ms_ssim=mean_pairwise_ms_ssim(samples),
         real_ms_ssim=mean_pairwise_ms_ssim(real),
+        samples_gradient_ssim=mean_pairwise_gradient_ssim(samples),
+        real_gradient_ssim=mean_pairwise_gradient_ssim(real),
         fidelity_design=fidelity,
         seconds_per_sample=seconds,
         denoising=denoising,

@@ -35,6 +35,8 @@ class EvaluationReport:
     reconstruction_ssim: float
     samples_ms_ssim: float
     real_ms_ssim: float
+    samples_gradient_ssim: float = float("nan")
+    real_gradient_ssim: float = float("nan")
     fidelity_design: str = "cohort"
     fidelity: list[Fidelity] = field(default_factory=list)
     segmenter_agreement: dict[str, float] = field(default_factory=dict)
@@ -89,13 +91,15 @@ def render_markdown(report: EvaluationReport) -> str:
         f"{'' if guidance == 1.0 else f', guidance {guidance:g}'} on "
         f"{report.settings['device']}.",
         "",
-        "| model | MS-SSIM | reconstruction PSNR (dB) | reconstruction SSIM | s per sample |",
-        "|---|---|---|---|---|",
-        f"| {report.model} (samples) | {report.samples_ms_ssim:.4f} | {report.reconstruction_psnr_db:.2f} | "
-        f"{report.reconstruction_ssim:.4f} | {report.seconds_per_sample:.2f} |",
-        f"| real images | {report.real_ms_ssim:.4f} | | | |",
+        "| model | MS-SSIM | 4-G-R-SSIM | reconstruction PSNR (dB) | reconstruction SSIM | s per sample |",
+        "|---|---|---|---|---|---|",
+        f"| {report.model} (samples) | {report.samples_ms_ssim:.4f} | {report.samples_gradient_ssim:.4f} | "
+        f"{report.reconstruction_psnr_db:.2f} | {report.reconstruction_ssim:.4f} | {report.seconds_per_sample:.2f} |",
+        f"| real images | {report.real_ms_ssim:.4f} | {report.real_gradient_ssim:.4f} | | | |",
         "",
-        "Diversity is good when the samples' MS-SSIM is close to the real images'.",
+        "Diversity is good when the samples' MS-SSIM and 4-G-R-SSIM (both the mean over pairs) are close to the "
+        "real images'. The paper's third measure, FID on Med3D features, needs Med3D's pretrained weights, which "
+        "brainsynth does not download; it is not reported.",
         "",
         "## Conditioning fidelity",
         "",
