@@ -152,26 +152,34 @@ class AutoencoderTask(TrainingTask):
             loss = loss + settings.perceptual_weight * loss_p
             values["loss_perceptual"] = loss_p.item()
         if adversarial_on:
-            fake = self.discriminator(reconstruction.contiguous().float())[-1]
-            loss_g = self.adversarial(fake, target_is_real=True, for_discriminator=False)
-            loss = loss + settings.adversarial_weight * loss_g
-            values["loss_generator"] = loss_g.item()
+            loss = loss + settings.adversarial_weight * self.generator_adversarial(reconstruction, values)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         values["loss"] = loss.item()
         if adversarial_on:
-            fake = self.discriminator(reconstruction.contiguous().detach())[-1]
-            real = self.discriminator(images.contiguous().detach())[-1]
-            loss_d = 0.5 * (
-                self.adversarial(fake, target_is_real=False, for_discriminator=True)
-                + self.adversarial(real, target_is_real=True, for_discriminator=True)
-            )
-            self.optimizer_d.zero_grad(set_to_none=True)
-            (settings.adversarial_weight * loss_d).backward()
-            self.optimizer_d.step()
-            values["loss_discriminator"] = loss_d.item()
+            self.discriminator_step(reconstruction, images, values)
         return values
+
+    def generator_adversarial(self, reconstruction: torch.Tensor, values: dict[str, float]) -> torch.Tensor:
+        """The adversarial loss of the reconstruction, as the generator's (recorded in ``values``)."""
+        fake = self.discriminator(reconstruction.contiguous().float())[-1]
+        loss_g = self.adversarial(fake, target_is_real=True, for_discriminator=False)
+        values["loss_generator"] = loss_g.item()
+        return loss_g
+
+    def discriminator_step(self, reconstruction: torch.Tensor, images: torch.Tensor, values: dict[str, float]) -> None:
+        """One optimiser step of the patch discriminator on the reconstruction and the images."""
+        fake = self.discriminator(reconstruction.contiguous().detach())[-1]
+        real = self.discriminator(images.contiguous().detach())[-1]
+        loss_d = 0.5 * (
+            self.adversarial(fake, target_is_real=False, for_discriminator=True)
+            + self.adversarial(real, target_is_real=True, for_discriminator=True)
+        )
+        self.optimizer_d.zero_grad(set_to_none=True)
+        (self.settings.adversarial_weight * loss_d).backward()
+        self.optimizer_d.step()
+        values["loss_discriminator"] = loss_d.item()
 
     @torch.no_grad()
     def log_images(self, step: int, logger: RunLogger) -> None:
