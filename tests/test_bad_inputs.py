@@ -572,6 +572,15 @@ CONFIG_FIELD_CASES = [
     ("an unknown setting", "autoencoder", {"colour": "red"}, r"unknown keys \['colour'\]"),
     ("network channels as a string", "autoencoder", {"network": {"channels": "x"}}, r"channels must be"),
     ("an unknown covariate set", "data", {"covariates": "other"}, r"covariates"),
+    ("an unknown fine-tuning", "autoencoder", {"fine_tune": "encoder"}, r"fine_tune must be 'all' or 'decoder'"),
+    (
+        "decoder fine-tuning without --init-from",
+        "autoencoder",
+        {"fine_tune": "decoder"},
+        r"fine_tune 'decoder' needs init_from \(--init-from\)",
+    ),
+    ("an unknown learning-rate schedule", "autoencoder", {"lr_schedule": "step"}, r"lr_schedule must be one of"),
+    ("a negative MSE weight", "autoencoder", {"mse_weight": -1}, r"mse_weight must be at least 0 \(got -1\)"),
 ]
 for _what, _section, _changes, _expected in CONFIG_FIELD_CASES:
     case("training configuration", _what, _expected)(
@@ -582,6 +591,17 @@ for _what, _section, _changes, _expected in CONFIG_FIELD_CASES:
 @case("training configuration", "an unknown preset", r"config must be a preset \(.*\) or a JSON file")
 def _(box):
     return _train(box, "-o", "run", config="huge")
+
+
+@case("training runs", "--init-from an autoencoder of other settings", r"init_from 'demo' cannot start this run")
+def _(box):
+    return _train(box, "-o", "run", "--init-from", "demo")
+
+
+@case("training runs", "--init-from a folder that holds no model", r"init_from must be a trained autoencoder's folder")
+def _(box):
+    (box.folder / "empty").mkdir()
+    return _train(box, "-o", "run", "--init-from", "empty")
 
 
 @case("training runs", "--resume and --overwrite together", r"give either --resume or --overwrite, not both")

@@ -123,6 +123,13 @@ def _add_training_commands(subparsers) -> None:
                 metavar="MODEL",
                 help="fine-tune: start from this model's U-Net weights (same autoencoder and settings)",
             )
+        else:
+            sub.add_argument(
+                "--init-from",
+                metavar="DIR_OR_MODEL",
+                help="start from this trained autoencoder (run folder) or model's autoencoder (same settings); "
+                "with autoencoder.fine_tune 'decoder' only its decoder is trained and the latents stay the same",
+            )
         sub.add_argument(
             "--config",
             default="demo",

@@ -61,7 +61,7 @@ def run_train(args: argparse.Namespace) -> int:
         "steps": args.steps,
     }
     if args.stage == "autoencoder":
-        result = train_autoencoder(args.data, args.config, args.output, **options)
+        result = train_autoencoder(args.data, args.config, args.output, init_from=args.init_from, **options)
     else:
         result = train_diffusion(
             args.data, args.autoencoder, args.config, args.output, init_from=args.init_from, **options

@@ -13,10 +13,12 @@ import numpy as np
 import torch
 
 from brainsynth.bids import TrainingImages
+from brainsynth.errors import InvalidParameterError
 from brainsynth.loading.networks import build_autoencoder, build_unet
 from brainsynth.model import LatentDiffusionModel
 from brainsynth.training.autoencoder import AutoencoderTask
 from brainsynth.training.checkpoint import check_resumable
+from brainsynth.training.decoder import DecoderTask, load_start_autoencoder
 from brainsynth.training.diffusion import DiffusionTask, check_autoencoder_folder
 from brainsynth.training.distributed import init_distributed, shutdown
 from brainsynth.training.loop import TrainingInterrupted, check_output, prepare_output, replacing_run, run_training
@@ -55,8 +57,16 @@ def _train(
         )
         images = TrainingImages(data, settings.data)  # checks the data before touching the output
         section, config_hash = settings.section(task_name), settings.section_hash(task_name)
-        start_model = None
-        if init_from is not None:
+        start_model, start_autoencoder = None, None
+        if task_name == "autoencoder" and settings.autoencoder.fine_tune == "decoder" and init_from is None:
+            raise InvalidParameterError(
+                "autoencoder.fine_tune 'decoder' needs init_from (--init-from): the trained autoencoder or model "
+                "whose decoder is fine-tuned"
+            )
+        if init_from is not None and task_name == "autoencoder":
+            start_autoencoder = load_start_autoencoder(init_from, settings)
+            section = {**section, "init_from": str(init_from), "init_from_weights": start_autoencoder[1]}
+        elif init_from is not None:
             start_model = _load_init_from(init_from)
             section = {**section, "init_from": str(init_from)}
         if autoencoder is not None:  # every check before the output is touched: the autoencoder too
@@ -74,8 +84,12 @@ def _train(
             folder, section=section, config_hash=config_hash, task=task_name, overwrite=overwrite, context=context
         )
         with replacing_run(folder, aside, context):  # a failed replacement keeps the old run
-            if task_name == "autoencoder":
+            if task_name == "autoencoder" and settings.autoencoder.fine_tune == "decoder":
+                task = DecoderTask(settings, images, context, folder, *start_autoencoder)
+            elif task_name == "autoencoder":
                 task = AutoencoderTask(settings, images, context, folder)
+                if start_autoencoder is not None:
+                    task.checked_module().load_state_dict(start_autoencoder[0].state_dict())
             else:
                 task = DiffusionTask(settings, images, autoencoder, context, folder, init_from=start_model)
             section_settings = getattr(settings, task_name)
@@ -105,7 +119,7 @@ def _networks_of(task_name: str, settings: TrainingConfig) -> dict[str, torch.nn
 
 
 def _load_init_from(init_from: str | Path) -> LatentDiffusionModel:
-    from brainsynth.errors import BrainsynthError, InvalidParameterError
+    from brainsynth.errors import BrainsynthError
     from brainsynth.loading.names import load_model
 
     try:
@@ -126,6 +140,7 @@ def train_autoencoder(
     device: str = "auto",
     quiet: bool = False,
     steps: int | None = None,
+    init_from: str | Path | None = None,
 ) -> Path:
     """Train the autoencoder stage.
 
@@ -147,6 +162,11 @@ def train_autoencoder(
         No progress bar.
     steps : int, optional
         Train to this many steps instead of the configuration's (with ``resume``: train longer).
+    init_from : str or Path, optional
+        A trained autoencoder's run folder or a model (name or folder) whose autoencoder the run starts
+        from (same network settings and grid). Needed when the configuration's ``autoencoder.fine_tune``
+        is ``"decoder"``: the decoder alone is then trained, so the latents, and any diffusion model
+        trained on them, stay valid (:mod:`brainsynth.training.decoder`). Recorded in ``run.json``.
 
     Returns
     -------
@@ -164,6 +184,7 @@ def train_autoencoder(
         device=device,
         quiet=quiet,
         steps=steps,
+        init_from=init_from,
     )
 
 

@@ -67,6 +67,13 @@ class AutoencoderTraining:
     log_every: int = 10
     image_every: int = 500
     seed: int = 0
+    fine_tune: str = "all"
+    mse_weight: float = 0.0
+    lr_schedule: str = "constant"
+
+
+#: What an autoencoder run trains: everything, or (starting from a trained autoencoder) the decoder alone.
+FINE_TUNE = ("all", "decoder")
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,19 @@ def _check(config: TrainingConfig) -> None:
         raise InvalidParameterError(
             f"diffusion.latents must be 'sample' (draws from the autoencoder's posterior) or 'mean' "
             f"(its mean) (got {config.diffusion.latents!r})"
+        )
+    if config.autoencoder.fine_tune not in FINE_TUNE:
+        raise InvalidParameterError(
+            f"autoencoder.fine_tune must be 'all' or 'decoder' (the decoder alone, from --init-from's "
+            f"autoencoder, the latents unchanged) (got {config.autoencoder.fine_tune!r})"
+        )
+    if config.autoencoder.lr_schedule not in LR_SCHEDULES:
+        raise InvalidParameterError(
+            f"autoencoder.lr_schedule must be one of {', '.join(LR_SCHEDULES)} (got {config.autoencoder.lr_schedule!r})"
+        )
+    if config.autoencoder.mse_weight < 0:
+        raise InvalidParameterError(
+            f"autoencoder.mse_weight must be at least 0 (got {config.autoencoder.mse_weight!r})"
         )
     if config.diffusion.lr_schedule not in LR_SCHEDULES:
         raise InvalidParameterError(

@@ -1,0 +1,92 @@
+"""Fine-tuning an autoencoder's decoder alone: the latents stay, reconstructions improve, runs resume."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from brainsynth.bids import DataSettings, TrainingImages
+from brainsynth.errors import InvalidParameterError
+from brainsynth.training import train_autoencoder
+from brainsynth.training.autoencoder import load_trained_autoencoder
+from tests.conftest import write_training_config
+
+DECODER = {"fine_tune": "decoder", "mse_weight": 1.0, "lr_schedule": "cosine", "patch_size": [12, 16, 12]}
+
+
+def _reconstruction_error(autoencoder, images):
+    with torch.no_grad():
+        errors = []
+        for index in range(len(images)):
+            image = images.images(torch.tensor([index]))
+            z_mu, _ = autoencoder.encode(image)
+            errors.append(float((autoencoder.decode(z_mu) - image).pow(2).mean()))
+    return sum(errors) / len(errors)
+
+
+@pytest.mark.parametrize(("patch_size", "gain"), [(None, 0.7), ([12, 16, 12], 0.9)], ids=["whole", "crops"])
+def test_fine_tuning_the_decoder_keeps_the_latents_and_sharpens(
+    cohort_dir, trained_autoencoder, tmp_path, patch_size, gain
+):
+    """Crops are decoded with a margin and compared with the image where they lie: misplaced, no gain."""
+    settings = {**DECODER, "steps": 80, "lr": 1e-3, "patch_size": patch_size}
+    config = write_training_config(tmp_path / "decoder.json", autoencoder=settings)
+    output = tmp_path / "decoder"
+    train_autoencoder(cohort_dir, config, output, init_from=trained_autoencoder, device="cpu", quiet=True)
+    before, _ = load_trained_autoencoder(trained_autoencoder)
+    after, _ = load_trained_autoencoder(output)
+    start, tuned = before.state_dict(), after.state_dict()
+    frozen = [k for k in start if not k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen
+    assert all(torch.equal(start[k], tuned[k]) for k in frozen)  # the same encoder: the same latents
+    assert any(not torch.equal(start[k], tuned[k]) for k in start if k.startswith("decoder."))
+    images = TrainingImages(cohort_dir, DataSettings(spacing=8.0, shape=(20, 28, 20), covariates="ukb"))
+    assert _reconstruction_error(after, images) < gain * _reconstruction_error(before, images)
+    assert (output / "latents.pt").is_file()
+    assert '"init_from"' in (output / "run.json").read_text()
+
+
+def test_an_interrupted_fine_tuning_resumes_exactly(cohort_dir, trained_autoencoder, tmp_path):
+    settings = {**DECODER, "steps": 8, "adversarial_warmup": 4, "lr_schedule": "constant"}  # cosine ends at --steps
+    config = write_training_config(tmp_path / "decoder.json", autoencoder=settings)
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    train_autoencoder(cohort_dir, config, straight, init_from=trained_autoencoder, device="cpu", quiet=True)
+    train_autoencoder(cohort_dir, config, halves, init_from=trained_autoencoder, device="cpu", quiet=True, steps=4)
+    train_autoencoder(
+        cohort_dir, config, halves, init_from=trained_autoencoder, device="cpu", quiet=True, steps=8, resume=True
+    )
+    a, _ = load_trained_autoencoder(straight)
+    b, _ = load_trained_autoencoder(halves)
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+
+def test_the_cli_fine_tunes_a_models_decoder(cohort_dir, trained_model, tmp_path):
+    """``--init-from`` takes a model folder too; the run is one command, like the other stages."""
+    config = write_training_config(tmp_path / "decoder.json", autoencoder={**DECODER, "steps": 2})
+    output = tmp_path / "decoder"
+    command = [sys.executable, "-m", "brainsynth", "train", "autoencoder", "--data", str(cohort_dir)]
+    command += [
+        "--config",
+        str(config),
+        "--output",
+        str(output),
+        "--init-from",
+        str(trained_model),
+        "--quiet",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (output / "autoencoder.json").is_file()
+
+
+def test_decoder_fine_tuning_refuses_bad_starts_before_writing(cohort_dir, tmp_path):
+    config = write_training_config(tmp_path / "decoder.json", autoencoder={**DECODER, "steps": 2})
+    with pytest.raises(InvalidParameterError, match="needs init_from"):
+        train_autoencoder(cohort_dir, config, tmp_path / "none", device="cpu", quiet=True)
+    with pytest.raises(InvalidParameterError, match=r"init_from .* cannot start this run: its autoencoder settings"):
+        train_autoencoder(cohort_dir, config, tmp_path / "demo", init_from="demo", device="cpu", quiet=True)
+    bad = write_training_config(tmp_path / "bad.json", autoencoder={"fine_tune": "encoder"})
+    with pytest.raises(InvalidParameterError, match="fine_tune must be 'all' or 'decoder'"):
+        train_autoencoder(cohort_dir, bad, tmp_path / "bad", device="cpu", quiet=True)
+    assert not any((tmp_path / name).exists() for name in ("none", "demo", "bad"))
