@@ -71,6 +71,8 @@ def test_solver_sweep_measures_quality_against_ddim50(trained_model, tmp_path):
             str(trained_model),
             "--sweep",
             "ddim:50,5;dpm-solver++:5",
+            "--precision",
+            "bfloat16",
             "--runs",
             "2",
             "--device",
@@ -85,7 +87,8 @@ def test_solver_sweep_measures_quality_against_ddim50(trained_model, tmp_path):
     assert process.returncode == 0, process.stderr
     rows = json.loads(out.read_text())["sweep"]
     assert [(r["scheduler"], r["steps"]) for r in rows] == [("ddim", 50), ("ddim", 5), ("dpm-solver++", 5)]
-    assert rows[0]["latent_mean_abs"] == 0.0  # DDIM-50 against itself
+    assert rows[0]["latent_mean_abs"] == 0.0  # DDIM-50 against itself: the reference is in the same precision
+    assert {r["precision"] for r in rows} == {"bfloat16"}
     assert rows[1]["psnr_db"] < rows[0]["psnr_db"]
     assert "dpm-solver++" in process.stdout
 

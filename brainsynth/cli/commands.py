@@ -203,7 +203,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
         from brainsynth.evaluation.benchmark import format_sweep, parse_sweep, solver_sweep
 
         pairs = parse_sweep(args.sweep)
-        rows = solver_sweep(load_model(args.model), pairs, seeds=args.runs, device=args.device)
+        rows = solver_sweep(
+            load_model(args.model), pairs, seeds=args.runs, device=args.device, precision=args.precision
+        )
         print(format_sweep(rows))
         if args.json:
             atomic_write_json(args.json, {"model": args.model, "sweep": rows})

@@ -348,25 +348,30 @@ def solver_sweep(
     seeds: int = 4,
     device: str = "auto",
     covariates: dict[str, Any] | None = None,
+    precision: str | None = None,
 ) -> list[dict[str, Any]]:
     """Quality of each (solver, steps) against DDIM-50 on the same noise, and its time per brain.
 
     For every seed, DDIM-50 gives the reference brain; each pair's brain from the same initial noise is
     compared to it (PSNR and SSIM on [0, 1], mean absolute difference of the latents). Returned rows hold
-    the means over seeds and the median seconds per brain.
+    the means over seeds and the median seconds per brain. ``precision`` (default: the model's) applies
+    to the reference and to every pair, so the rows compare solvers, not arithmetic.
     """
     from brainsynth.evaluation.metrics import psnr, ssim
 
     covariates = covariates if covariates is not None else {}  # the model's defaults
     references = [
-        model.sample(covariates, seed=s, steps=REFERENCE_STEPS, scheduler="ddim", device=device) for s in range(seeds)
+        model.sample(covariates, seed=s, steps=REFERENCE_STEPS, scheduler="ddim", device=device, precision=precision)
+        for s in range(seeds)
     ]
     rows = []
     for name, steps in pairs:
         scores: dict[str, list[float]] = {"psnr_db": [], "ssim": [], "latent_mean_abs": [], "seconds": []}
         for seed, reference in enumerate(references):
             started = time.perf_counter()
-            result = model.sample(covariates, seed=seed, steps=steps, scheduler=name, device=device)
+            result = model.sample(
+                covariates, seed=seed, steps=steps, scheduler=name, device=device, precision=precision
+            )
             scores["seconds"].append(time.perf_counter() - started)
             a, b = np.clip(reference.volume, 0, 1), np.clip(result.volume, 0, 1)
             scores["psnr_db"].append(psnr(a, b))
@@ -381,6 +386,7 @@ def solver_sweep(
                 "ssim": float(np.mean(scores["ssim"])),
                 "latent_mean_abs": float(np.mean(scores["latent_mean_abs"])),
                 "median_seconds": float(np.median(scores["seconds"])),
+                "precision": result.settings.get("precision", precision),
             }
         )
     return rows
