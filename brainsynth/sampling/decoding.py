@@ -325,6 +325,23 @@ def _meminfo_available() -> int:
     return 0
 
 
+def prefers_channels_last(device: torch.device) -> bool:
+    """Whether decoding in one piece on ``device`` runs in channels-last 3D memory format.
+
+    On the CPU, oneDNN's 3D convolutions are faster in it: the demo model's decode took 0.69 s instead
+    of 0.92 s in float32 and 0.20 s instead of 0.39 s in bfloat16 (2-core Xeon with AVX-512 BF16,
+    PyTorch 2.13, ``recipes/measure/cpu_speed.py``). The values are the same; sums are ordered
+    differently (float32 results differ by about 1e-5).
+    """
+    return device.type == "cpu"
+
+
+def to_channels_last(autoencoder: torch.nn.Module, latent: torch.Tensor) -> torch.Tensor:
+    """Put the autoencoder's weights (in place, once; values unchanged) and ``latent`` in channels-last 3D."""
+    autoencoder.to(memory_format=torch.channels_last_3d)
+    return latent.contiguous(memory_format=torch.channels_last_3d)
+
+
 def choose_decoding(
     autoencoder: torch.nn.Module, latent_shape: tuple[int, ...], device: torch.device, mode: str = "auto"
 ) -> tuple[str, int]:

@@ -29,7 +29,7 @@ from brainsynth.covariates import ResolvedCovariates
 from brainsynth.devices import resolve_precision
 from brainsynth.errors import InvalidParameterError
 from brainsynth.result import SampleResult
-from brainsynth.sampling.decoding import SplitDecoder, choose_decoding
+from brainsynth.sampling.decoding import SplitDecoder, choose_decoding, prefers_channels_last, to_channels_last
 from brainsynth.sampling.loop import ProgressCallback, autocast, denoise, renumbered
 from brainsynth.sampling.noise import NoisePlan
 from brainsynth.sampling.settings import SamplingSettings
@@ -56,10 +56,14 @@ def decode_latents(
     """
     mode, slab_bytes = choose_decoding(autoencoder, tuple(latents.shape[1:]), latents.device, decoding)
     decode = SplitDecoder(autoencoder, slab_bytes) if mode == "split" else autoencoder.decode
+    channels_last = mode == "full" and prefers_channels_last(latents.device)
     volumes = []
     for latent in latents:
+        latent = latent[None] / config.scale_factor
+        if channels_last:
+            latent = to_channels_last(autoencoder, latent)
         with autocast(latent.device, precision):
-            image = decode(latent[None] / config.scale_factor)
+            image = decode(latent)
         volumes.append(image[0, 0].float().cpu().numpy())
         del image
     return Decoded(np.stack(volumes).astype(np.float32, copy=False), mode)
