@@ -10,6 +10,7 @@ from brainsynth.bids import DataSettings, TrainingImages
 from brainsynth.errors import InvalidParameterError
 from brainsynth.training import train_autoencoder
 from brainsynth.training.autoencoder import load_trained_autoencoder
+from brainsynth.training.checkpoint import CheckpointError
 from tests.conftest import write_training_config
 
 DECODER = {"fine_tune": "decoder", "mse_weight": 1.0, "lr_schedule": "cosine", "patch_size": [12, 16, 12]}
@@ -59,6 +60,9 @@ def test_an_interrupted_fine_tuning_resumes_exactly(cohort_dir, trained_autoenco
     a, _ = load_trained_autoencoder(straight)
     b, _ = load_trained_autoencoder(halves)
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    other = train_autoencoder(cohort_dir, "tiny", tmp_path / "other", device="cpu", quiet=True, steps=2).parent
+    with pytest.raises(CheckpointError, match="latents of another autoencoder"):
+        train_autoencoder(cohort_dir, config, halves, init_from=other, device="cpu", quiet=True, steps=12, resume=True)
 
 
 def test_the_cli_fine_tunes_a_models_decoder(cohort_dir, trained_model, tmp_path):

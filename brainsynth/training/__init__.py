@@ -65,7 +65,8 @@ def _train(
             )
         if init_from is not None and task_name == "autoencoder":
             start_autoencoder = load_start_autoencoder(init_from, settings)
-            section = {**section, "init_from": str(init_from), "init_from_weights": start_autoencoder[1]}
+            # recorded as the autoencoder this run depends on, so that --resume checks it is given again
+            section = {**section, "init_from": str(init_from), "autoencoder_weights": start_autoencoder[1]}
         elif init_from is not None:
             start_model = _load_init_from(init_from)
             section = {**section, "init_from": str(init_from)}
