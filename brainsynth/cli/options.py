@@ -88,7 +88,7 @@ def add_sampling(parser: argparse.ArgumentParser) -> None:
         "--scheduler",
         choices=list(SCHEDULERS),
         type=str.lower,
-        help="reverse-process solver (default: the model's, ddim)",
+        help="reverse-process solver (default: the model's; the demo model's is unipc, 8 steps)",
     )
     group.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity 0-1 (default 0)")
     group.add_argument(

@@ -175,7 +175,7 @@ OPTION_NAMES = frozenset(SamplingOptions.__annotations__)
 OPTIONS_DOC = """steps : int, optional
             Number of denoising steps (default: the model's, 50 for the published model).
         scheduler : {"ddim", "ddpm", "pndm", "dpm-solver++", "unipc"}, optional
-            Solver of the reverse process (default: the model's, ``"ddim"``).
+            Solver of the reverse process (default: the model's; ``"ddim"`` unless its configuration names another).
         eta : float
             DDIM stochasticity, 0 (deterministic, the default) to 1.
         batch_size : int

@@ -114,9 +114,9 @@ def main() -> None:
     report["gflop"] = {"unet_step": unet_gflop, "decode": decode_gflop}
     print(f"GFLOP: U-Net step {unet_gflop:.1f}, decode {decode_gflop:.1f}")
 
-    rows = [breakdown(model, args.runs, "float32, contiguous")]
+    rows = [breakdown(model, args.runs, "float32 (decoder channels-last)")]
     channels_last(model)
-    rows.append(breakdown(model, args.runs, "float32, channels-last 3D"))
+    rows.append(breakdown(model, args.runs, "float32, U-Net channels-last too"))
     model = brainsynth.load_model("demo")
     if args.compile:
         started = time.perf_counter()
@@ -141,14 +141,19 @@ def main() -> None:
     report["sweep_float32"] = sweep
 
     speed = []
-    for scheduler, steps in [("ddim", 20), ("dpm-solver++", 10), ("dpm-solver++", 8)]:
+    defaults = (model.config.default_scheduler, model.config.default_steps)
+    for (scheduler, steps), precision in [
+        (("ddim", 20), "float32"),
+        (defaults, "float32"),
+        (defaults, "auto"),
+    ]:
         measured = benchmark(
-            "demo", device="cpu", steps=steps, scheduler=scheduler, runs=args.runs, precision="float32"
+            "demo", device="cpu", steps=steps, scheduler=scheduler, runs=args.runs, precision=precision
         )
         gflop = steps * unet_gflop + decode_gflop
         seconds = measured["brainsynth"]["median_seconds"]
         row = {
-            "method": measured["brainsynth"]["method"],
+            "method": measured["brainsynth"]["method"] + (" (precision auto)" if precision == "auto" else ""),
             "seconds": seconds,
             "reference_seconds": measured["reference"]["median_seconds"],
             "speedup": measured["speedup"],
