@@ -92,7 +92,7 @@ def test_killed_run_resumes_with_identical_state(cohort_dir, tmp_path):
     config = write_training_config(
         tmp_path / "c.json",
         autoencoder={
-            "steps": 300,
+            "steps": 60,
             "checkpoint_every": 10,
             "log_every": 1,
             "adversarial_warmup": 5,
@@ -154,7 +154,7 @@ def test_killed_run_resumes_with_identical_state(cohort_dir, tmp_path):
     )
     a = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(fresh / "checkpoints" / "last.pt", weights_only=True)
-    assert a["step"] == b["step"] == 300
+    assert a["step"] == b["step"] == 60
     assert _same_state(a, b)
     weights_a, weights_b = load_file(killed / "autoencoder.safetensors"), load_file(fresh / "autoencoder.safetensors")
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
