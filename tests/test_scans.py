@@ -153,6 +153,7 @@ def test_inversion_round_trip(demo, colin):
         inversion.source,
         noise=inversion.noise[0],
         steps=inversion.settings["steps"],
+        scheduler=inversion.settings["scheduler"],  # DDIM, whatever the model's default solver
         device="cpu",
         precision="float32",
         extrapolate=True,
