@@ -326,7 +326,7 @@ def test_bad_training_precision_is_refused(tmp_path):
 
 
 def test_cosine_learning_rate_falls_to_zero_and_a_run_can_be_annealed(cohort_dir, trained_autoencoder, tmp_path):
-    from brainsynth.training.diffusion import lr_factor
+    from brainsynth.training.loop import lr_factor
 
     assert lr_factor(0, warmup=4, total=20, schedule="cosine") == pytest.approx(0.25)
     assert lr_factor(4, warmup=4, total=20, schedule="cosine") == pytest.approx(1.0)

@@ -22,9 +22,9 @@ import torch
 from brainsynth.bids import TrainingImages
 from brainsynth.errors import InvalidParameterError
 from brainsynth.training.autoencoder import AutoencoderTask, _unwrap
-from brainsynth.training.diffusion import cached_latents, lr_factor
+from brainsynth.training.diffusion import cached_latents
 from brainsynth.training.distributed import Distributed
-from brainsynth.training.loop import step_generator
+from brainsynth.training.loop import lr_factor, step_generator
 from brainsynth.training.settings import TrainingConfig
 
 #: Latent voxels decoded around each crop and left out of the loss (the decoder's reach at the crop's edge).

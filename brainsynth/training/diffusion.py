@@ -31,7 +31,7 @@ from brainsynth.sampling.schedulers import training_noise
 from brainsynth.training.autoencoder import _unwrap, load_trained_autoencoder, read_autoencoder_manifest
 from brainsynth.training.distributed import Distributed, barrier
 from brainsynth.training.logs import RunLogger, middle_slices
-from brainsynth.training.loop import TrainingTask, step_generator
+from brainsynth.training.loop import TrainingTask, lr_factor, step_generator
 from brainsynth.training.settings import TrainingConfig
 
 LATENT_CACHE = "latents.pt"
@@ -150,19 +150,6 @@ def _read_latents(path: Path) -> dict[str, Any] | None:
     if not isinstance(cache, dict) or not all(isinstance(cache.get(k), torch.Tensor) for k in ("mu", "sigma")):
         return None
     return cache
-
-
-def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:
-    """Learning rate of optimiser step ``step`` (0-based) as a fraction of the configured one.
-
-    A linear warm-up over ``warmup`` steps, then constant, or (``"cosine"``) falling along a half
-    cosine to 0 at step ``total``.
-    """
-    factor = min(1.0, (step + 1) / max(1, warmup))
-    if schedule == "cosine" and step >= warmup:
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        factor = 0.5 * (1.0 + math.cos(math.pi * progress))
-    return factor
 
 
 def initialise_from_model(unet: torch.nn.Module, model: LatentDiffusionModel, config: ModelConfig) -> None:

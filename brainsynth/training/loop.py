@@ -40,6 +40,19 @@ class TrainingDiverged(BrainsynthError):  # noqa: N818 - an event, like Training
     """The loss stopped being a finite number; the run stops with its last good checkpoint kept."""
 
 
+def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:
+    """Learning rate of optimiser step ``step`` (0-based) as a fraction of the configured one.
+
+    A linear warm-up over ``warmup`` steps, then constant, or (``"cosine"``) falling along a half
+    cosine to 0 at step ``total``.
+    """
+    factor = min(1.0, (step + 1) / max(1, warmup))
+    if schedule == "cosine" and step >= warmup:
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        factor = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return factor
+
+
 def step_generator(seed: int, step: int, rank: int | None = None) -> torch.Generator:
     """A CPU generator for step ``step``: shared by all processes when ``rank`` is None."""
     value = (seed * 1_000_003 + step * 7_919 + (0 if rank is None else 1 + rank) * 104_729) % (2**62)
