@@ -86,7 +86,14 @@ class AutoencoderTask(TrainingTask):
 
     task = "autoencoder"
 
-    def __init__(self, config: TrainingConfig, data: TrainingImages, context: Distributed, output: Path) -> None:
+    def __init__(
+        self,
+        config: TrainingConfig,
+        data: TrainingImages,
+        context: Distributed,
+        output: Path,
+        start: torch.nn.Module | None = None,
+    ) -> None:
         settings = config.autoencoder
         if settings.patch_size is not None and any(
             p > s for p, s in zip(settings.patch_size, config.data.shape, strict=True)
@@ -99,13 +106,16 @@ class AutoencoderTask(TrainingTask):
         torch.manual_seed(settings.seed)
         device = context.device
         self.autoencoder = build_autoencoder(settings.network).to(device)
+        if start is not None:
+            self.autoencoder.load_state_dict(start.state_dict())
+        trained = self.trained_parameters(self.autoencoder)
         self.discriminator = PatchDiscriminator(
             spatial_dims=3, in_channels=1, out_channels=1, **settings.discriminator
         ).to(device)
         if context.enabled:
             self.autoencoder = DistributedDataParallel(self.autoencoder)
             self.discriminator = DistributedDataParallel(self.discriminator)
-        self.optimizer = torch.optim.Adam(self.autoencoder.parameters(), lr=settings.lr)
+        self.optimizer = torch.optim.Adam(trained, lr=settings.lr)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=settings.lr_discriminator)
         self.adversarial = PatchAdversarialLoss(criterion="least_squares")
         self.perceptual, reason = _perceptual_loss(settings.perceptual_weight)
@@ -116,6 +126,10 @@ class AutoencoderTask(TrainingTask):
         elif self.perceptual is not None:
             self.perceptual.to(device)
         self._last_batch: torch.Tensor | None = None
+
+    def trained_parameters(self, autoencoder: torch.nn.Module) -> list[torch.nn.Parameter]:
+        """The autoencoder's parameters the optimiser updates: all of them (a fine-tuning may freeze some)."""
+        return list(autoencoder.parameters())
 
     def state_dict(self) -> dict[str, Any]:
         return {

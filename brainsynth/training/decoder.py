@@ -55,13 +55,8 @@ class DecoderTask(AutoencoderTask):
                 "autoencoder.fine_tune 'decoder' runs on one process (start it without torchrun); "
                 "it trains the decoder only, which is quick next to the other stages"
             )
-        super().__init__(config, data, context, output)
+        super().__init__(config, data, context, output, start=start)
         autoencoder = _unwrap(self.autoencoder)
-        autoencoder.load_state_dict(start.state_dict())
-        for name, parameter in autoencoder.named_parameters():
-            parameter.requires_grad_(name.startswith(TRAINED_PREFIXES))
-        trained = [p for p in autoencoder.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(trained, lr=self.settings.lr)
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             functools.partial(lr_factor, warmup=0, total=self.settings.steps, schedule=self.settings.lr_schedule),
@@ -71,6 +66,12 @@ class DecoderTask(AutoencoderTask):
         self.factor = downsampling(self.settings.network)
         patch = self.settings.patch_size or tuple(config.data.shape)
         self.crop = tuple(p // self.factor for p in patch)
+
+    def trained_parameters(self, autoencoder: torch.nn.Module) -> list[torch.nn.Parameter]:
+        """The decoder's parameters; the encoder's are frozen (``requires_grad`` off)."""
+        for name, parameter in autoencoder.named_parameters():
+            parameter.requires_grad_(name.startswith(TRAINED_PREFIXES))
+        return [p for p in autoencoder.parameters() if p.requires_grad]
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "lr_schedule": self.lr_schedule.state_dict()}
