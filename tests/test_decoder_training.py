@@ -1,5 +1,6 @@
 """Fine-tuning an autoencoder's decoder alone: the latents stay, reconstructions improve, runs resume."""
 
+import json
 import subprocess
 import sys
 
@@ -82,6 +83,9 @@ def test_the_cli_fine_tunes_a_models_decoder(cohort_dir, trained_model, tmp_path
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert (output / "autoencoder.json").is_file()
+    # The start is named by the hash its model folder records for the autoencoder's weight file.
+    recorded = json.loads((trained_model / "model.json").read_text())["weights"]["autoencoder"]["sha256"]
+    assert json.loads((output / "run.json").read_text())["autoencoder_weights"] == recorded
 
 
 def test_decoder_fine_tuning_refuses_bad_starts_before_writing(cohort_dir, tmp_path):

@@ -129,7 +129,9 @@ def load_start_autoencoder(init_from: str | Path, config: TrainingConfig) -> tup
     """The autoencoder a decoder fine-tuning starts from, and its weights' SHA-256.
 
     ``init_from`` is a trained autoencoder's folder (``autoencoder.json``) or a model (name or folder);
-    its network settings and grid must be the configuration's.
+    its network settings and grid must be the configuration's. The hash is the one recorded with the
+    weights (the autoencoder's manifest, the model's ``model.json``); only a model without one, such
+    as a MONAI bundle, has its weights hashed here.
 
     Raises
     ------
@@ -150,7 +152,8 @@ def load_start_autoencoder(init_from: str | Path, config: TrainingConfig) -> tup
         else:
             model = load_model(init_from)
             autoencoder, network, shape = model.autoencoder.float(), model.config.autoencoder, model.config.image_shape
-            weights_hash = hashlib.sha256(safetensors_bytes(autoencoder.state_dict())).hexdigest()
+            recorded = model.weight_hashes.get("autoencoder", {}).get("sha256")  # a model folder's, checked on load
+            weights_hash = recorded or hashlib.sha256(safetensors_bytes(autoencoder.state_dict())).hexdigest()
     except BrainsynthError as exc:
         raise InvalidParameterError(
             f"init_from must be a trained autoencoder's folder or a model (got {str(init_from)!r}: {exc})"
