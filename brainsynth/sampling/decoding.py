@@ -336,12 +336,6 @@ def prefers_channels_last(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
-def to_channels_last(autoencoder: torch.nn.Module, latent: torch.Tensor) -> torch.Tensor:
-    """Put the autoencoder's weights (in place, once; values unchanged) and ``latent`` in channels-last 3D."""
-    autoencoder.to(memory_format=torch.channels_last_3d)
-    return latent.contiguous(memory_format=torch.channels_last_3d)
-
-
 def choose_decoding(
     autoencoder: torch.nn.Module, latent_shape: tuple[int, ...], device: torch.device, mode: str = "auto"
 ) -> tuple[str, int]:

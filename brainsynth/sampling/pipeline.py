@@ -29,7 +29,7 @@ from brainsynth.covariates import ResolvedCovariates
 from brainsynth.devices import resolve_precision
 from brainsynth.errors import InvalidParameterError
 from brainsynth.result import SampleResult
-from brainsynth.sampling.decoding import SplitDecoder, choose_decoding, prefers_channels_last, to_channels_last
+from brainsynth.sampling.decoding import SplitDecoder, choose_decoding, prefers_channels_last
 from brainsynth.sampling.loop import ProgressCallback, autocast, denoise, renumbered
 from brainsynth.sampling.noise import NoisePlan
 from brainsynth.sampling.settings import SamplingSettings
@@ -57,11 +57,13 @@ def decode_latents(
     mode, slab_bytes = choose_decoding(autoencoder, tuple(latents.shape[1:]), latents.device, decoding)
     decode = SplitDecoder(autoencoder, slab_bytes) if mode == "split" else autoencoder.decode
     channels_last = mode == "full" and prefers_channels_last(latents.device)
+    if channels_last:  # the weights once, in place (values unchanged), then each latent
+        autoencoder.to(memory_format=torch.channels_last_3d)
     volumes = []
     for latent in latents:
         latent = latent[None] / config.scale_factor
         if channels_last:
-            latent = to_channels_last(autoencoder, latent)
+            latent = latent.contiguous(memory_format=torch.channels_last_3d)
         with autocast(latent.device, precision):
             image = decode(latent)
         volumes.append(image[0, 0].float().cpu().numpy())
