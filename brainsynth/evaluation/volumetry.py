@@ -30,6 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from brainsynth.errors import InvalidParameterError
+from brainsynth.evaluation.intensity_classes import kmeans_1d
 from brainsynth.files.affines import affine_problem
 from brainsynth.synthetic.template import load_template
 
@@ -41,17 +42,6 @@ class Volumes:
     ventricular_volume_ml: float
     brain_volume_ml: float
     intracranial_volume_ml: float
-
-
-def _kmeans_1d(values: np.ndarray, classes: int = 3, iterations: int = 30) -> np.ndarray:
-    centres = np.percentile(values, np.linspace(10, 90, classes))
-    for _ in range(iterations):
-        labels = np.argmin(np.abs(values[:, None] - centres[None]), axis=1)
-        updated = np.array([values[labels == k].mean() if np.any(labels == k) else centres[k] for k in range(classes)])
-        if np.allclose(updated, centres):
-            break
-        centres = updated
-    return np.sort(centres)
 
 
 #: Magnifications of the template's ventricles that together make the ventricle search region.
@@ -124,7 +114,7 @@ def measure_volumes(volume: np.ndarray, affine: np.ndarray) -> Volumes:
             f"volume has no brain to measure: {int(brain.sum())} voxels above 0.08 after opening (the segmentation "
             "expects a skull-stripped T1w image with intensities about [0, 1])"
         )
-    mu_csf, mu_gm, _ = _kmeans_1d(volume[brain])
+    mu_csf, mu_gm, _ = kmeans_1d(volume[brain])
     deep = ndimage.binary_erosion(brain, iterations=max(1, round(10.0 / abs(float(affine[0, 0])))))
     dark = (volume < (mu_csf + mu_gm) / 2.0) & deep & _search_region(volume.shape, affine)
     labels, count = ndimage.label(dark)
