@@ -169,11 +169,11 @@ def measure_volumes(volume: np.ndarray, affine: np.ndarray) -> Volumes:
     wm = float(np.percentile(volume[brain], 90))
     gamma = np.log(max(csf, 1e-3) / wm) / np.log(_CSF / _WM)
     gm = wm * (_GM / _WM) ** gamma
-    tissue = np.clip((volume - csf) / max(gm - csf, 1e-6), 0.0, 1.0) * brain
 
     intracranial = float(brain.sum()) * voxel_ml
     fraction = brain_fraction(volume, brain, core, spacing_mm=(voxel_ml * 1000.0) ** (1.0 / 3.0))
     brain_ml = fraction * template_intracranial_ml()
-    shell = ndimage.binary_dilation(ventricles) & deep
-    ventricular_ml = float((1.0 - tissue)[shell].sum()) * voxel_ml
+    shell = ndimage.binary_dilation(ventricles) & deep  # deep lies inside the brain
+    tissue = np.clip((volume[shell] - csf) / max(gm - csf, 1e-6), 0.0, 1.0)  # only where it is summed
+    ventricular_ml = float((1.0 - tissue).sum()) * voxel_ml
     return Volumes(ventricular_volume_ml=ventricular_ml, brain_volume_ml=brain_ml, intracranial_volume_ml=intracranial)
