@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from brainsynth.errors import DeviceUnavailableError, InvalidParameterError
@@ -126,8 +128,22 @@ def _cudnn_text(version: int) -> str:
     return f"{version // 10000}.{version // 100 % 100}.{version % 100}"
 
 
+#: oneDNN instruction-set limits (``ONEDNN_MAX_CPU_ISA``) under which its kernels still compute bfloat16 natively.
+_ONEDNN_BFLOAT16_ISAS = ("ALL", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16")
+
+
 def cpu_has_native_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where bfloat16 autocast is fast."""
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where bfloat16 autocast is fast.
+
+    The kernels must also be allowed those instructions: PyTorch's ``ATEN_CPU_CAPABILITY`` below AVX-512 or
+    oneDNN's ``ONEDNN_MAX_CPU_ISA`` (``DNNL_MAX_CPU_ISA``) below AVX-512 BF16, as set to run or measure
+    like a CPU without them, mean bfloat16 would be emulated.
+    """
+    if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return False
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL")).strip().upper()
+    if limit not in _ONEDNN_BFLOAT16_ISAS and not limit.startswith("AVX10"):
+        return False
     return any(_cpu_check(name) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 

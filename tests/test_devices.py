@@ -45,12 +45,41 @@ def test_nothing_to_report_without_cuda():
     assert low_precision_issues("bfloat16") == []
 
 
+def _cpu_with_bfloat16(monkeypatch, native: bool) -> None:
+    """Make this CPU look like one with (or without) AVX-512 BF16, its kernels unrestricted."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512" if native else "AVX2")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "native"),
+    [
+        ("ONEDNN_MAX_CPU_ISA", "AVX2", False),
+        ("DNNL_MAX_CPU_ISA", "avx512_core", False),
+        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16", True),
+        ("ONEDNN_MAX_CPU_ISA", "all", True),
+    ],
+)
+def test_kernels_limited_below_bfloat16_count_as_emulating_it(monkeypatch, variable, value, native):
+    from brainsynth.devices import cpu_has_native_bfloat16
+
+    _cpu_with_bfloat16(monkeypatch, True)
+    assert cpu_has_native_bfloat16()
+    monkeypatch.setenv(variable, value)
+    assert cpu_has_native_bfloat16() is native
+    monkeypatch.delenv(variable)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")  # ATEN_CPU_CAPABILITY=avx2
+    assert not cpu_has_native_bfloat16()
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_is_bfloat16_only_on_cpus_that_compute_it_natively(monkeypatch, native):
     from brainsynth.devices import resolve_precision
 
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    _cpu_with_bfloat16(monkeypatch, native)
     assert resolve_precision("auto", torch.device("cpu")) == ("bfloat16" if native else "float32")
     assert resolve_precision("auto", torch.device("cuda", 0)) == "float32"
     assert resolve_precision("float16", torch.device("cpu")) == "float16"  # explicit choices pass unchanged

@@ -9,12 +9,19 @@ channels-last 3D memory format and, with ``--compile``, ``torch.compile`` on the
 solvers' distance to DDIM-50 in float32 on the same noise, and the bundle's reference loop against
 brainsynth's defaults and the candidate defaults (each side in its own process, as ``brainsynth
 benchmark`` runs them), with achieved GFLOP/s against the peak.
+
+To measure as on a CPU without AVX-512 (most laptops: AVX2 only) on one that has it, limit the kernels
+to AVX2; the report records the limits, and ``precision="auto"`` then chooses float32 as it would there:
+
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        python recipes/measure/cpu_speed.py --runs 3 --json demo-cpu-speed-avx2.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -23,8 +30,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import brainsynth
+from brainsynth.devices import cpu_has_native_bfloat16
 from brainsynth.evaluation.benchmark import benchmark, solver_sweep
 
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 CANDIDATES = [("ddim", 20), ("dpm-solver++", 8), ("dpm-solver++", 10), ("unipc", 8), ("unipc", 10)]
 
 
@@ -42,6 +51,9 @@ def cpu_kind() -> dict[str, object]:
         "threads": torch.get_num_threads(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         **{flag: flag in flags for flag in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")},
+        # Kernels limited to fewer instructions than the CPU has, to measure like a CPU without them:
+        "limits": {name: os.environ[name] for name in ISA_LIMITS if name in os.environ},
+        "native_bfloat16": cpu_has_native_bfloat16(),
     }
 
 
