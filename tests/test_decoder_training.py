@@ -98,3 +98,37 @@ def test_decoder_fine_tuning_refuses_bad_starts_before_writing(cohort_dir, tmp_p
     with pytest.raises(InvalidParameterError, match="fine_tune must be 'all' or 'decoder'"):
         train_autoencoder(cohort_dir, bad, tmp_path / "bad", device="cpu", quiet=True)
     assert not any((tmp_path / name).exists() for name in ("none", "demo", "bad"))
+
+
+def test_a_unet_follows_its_fine_tuned_autoencoder(cohort_dir, trained_autoencoder, trained_model, tmp_path):
+    """The whole autoencoder fine-tuned moves the latents: the U-Net may start from the model trained on the
+    autoencoder it came from only when the configuration says so, and then takes the new scale factor."""
+    from brainsynth import load_model
+    from brainsynth.training import train_diffusion
+
+    whole = write_training_config(
+        tmp_path / "whole.json", autoencoder={"fine_tune": "all", "steps": 6, "lr": 1e-3, "patch_size": [12, 16, 12]}
+    )
+    tuned_autoencoder = tmp_path / "tuned-autoencoder"
+    train_autoencoder(cohort_dir, whole, tuned_autoencoder, init_from=trained_autoencoder, device="cpu", quiet=True)
+    diffusion = {"steps": 1, "lr": 1e-12, "warmup_steps": 1}
+    same = write_training_config(tmp_path / "same.json", diffusion=diffusion)
+    with pytest.raises(InvalidParameterError, match=r"latent scale factor .* set diffusion.init_autoencoder"):
+        train_diffusion(
+            cohort_dir, tuned_autoencoder, same, tmp_path / "refused", device="cpu", quiet=True, init_from=trained_model
+        )
+    assert not (tmp_path / "refused" / "model.json").exists()
+
+    follows = write_training_config(
+        tmp_path / "follows.json", diffusion={**diffusion, "init_autoencoder": "fine-tuned"}
+    )
+    run = train_diffusion(
+        cohort_dir, tuned_autoencoder, follows, tmp_path / "follows", device="cpu", quiet=True, init_from=trained_model
+    )
+    start, tuned = load_model(trained_model), load_model(run)
+    assert all(torch.allclose(v, tuned.unet.state_dict()[k], atol=1e-6) for k, v in start.unet.state_dict().items())
+    assert abs(tuned.config.scale_factor / start.config.scale_factor - 1) > 1e-4  # the run's own scale factor
+
+    bad = write_training_config(tmp_path / "bad.json", diffusion={"init_autoencoder": "other"})
+    with pytest.raises(InvalidParameterError, match=r"diffusion.init_autoencoder must be 'same' .* \(got 'other'\)"):
+        train_diffusion(cohort_dir, tuned_autoencoder, bad, tmp_path / "bad", device="cpu", quiet=True)

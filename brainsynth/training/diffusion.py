@@ -152,11 +152,15 @@ def _read_latents(path: Path) -> dict[str, Any] | None:
     return cache
 
 
-def initialise_from_model(unet: torch.nn.Module, model: LatentDiffusionModel, config: ModelConfig) -> None:
+def initialise_from_model(
+    unet: torch.nn.Module, model: LatentDiffusionModel, config: ModelConfig, *, same_autoencoder: bool = True
+) -> None:
     """Copy the U-Net weights of ``model`` into ``unet`` (fine-tuning starts from them).
 
-    The model must have the same U-Net settings, latent shape, covariates and scale factor as the run,
-    which is the case for a model trained with the same autoencoder on the same data.
+    The model must have the same U-Net settings, latent shape and covariates as the run, and, with
+    ``same_autoencoder``, the same scale factor, which is the case for a model trained with the same
+    autoencoder on the same data. Without it (``diffusion.init_autoencoder: "fine-tuned"``) the run's
+    autoencoder was fine-tuned from the model's, and the run's own scale factor is used.
     """
     problems = []
     if dict(model.config.unet) != dict(config.unet):
@@ -167,10 +171,11 @@ def initialise_from_model(unet: torch.nn.Module, model: LatentDiffusionModel, co
         )
     if [c.name for c in model.config.covariates] != [c.name for c in config.covariates]:
         problems.append("its covariates differ from the run's")
-    if not math.isclose(model.config.scale_factor, config.scale_factor, rel_tol=1e-4):
+    if same_autoencoder and not math.isclose(model.config.scale_factor, config.scale_factor, rel_tol=1e-4):
         problems.append(
             f"its latent scale factor is {model.config.scale_factor:.6g}, the run's "
-            f"{config.scale_factor:.6g} (another autoencoder or other data)"
+            f"{config.scale_factor:.6g} (another autoencoder or other data; if this run's autoencoder was "
+            f"fine-tuned from the model's, set diffusion.init_autoencoder to 'fine-tuned')"
         )
     if problems:
         raise InvalidParameterError(f"init_from {model.source!r} cannot start this run: " + "; ".join(problems))
@@ -203,7 +208,9 @@ class DiffusionTask(TrainingTask):
         torch.manual_seed(settings.seed)
         self.unet = build_unet(settings.network).to(context.device)
         if init_from is not None:
-            initialise_from_model(self.unet, init_from, self.model_config)
+            initialise_from_model(
+                self.unet, init_from, self.model_config, same_autoencoder=settings.init_autoencoder == "same"
+            )
         self.ema = {k: v.detach().clone() for k, v in self.unet.state_dict().items()}
         if context.enabled:
             self.unet = DistributedDataParallel(self.unet)

@@ -41,11 +41,16 @@ UNCHECKED_ON_RESUME = (
     "lr_schedule",
     "sampling_guidance",
     "sampling_precision",
+    "init_autoencoder",
 )
 #: Arithmetic of the diffusion U-Net's forward pass in training (weights and optimiser stay float32).
 TRAINING_PRECISIONS = ("float32", "bfloat16")
 #: Learning-rate schedules after the warm-up: constant, or a cosine from ``lr`` to 0 at the last step.
 LR_SCHEDULES = ("constant", "cosine")
+#: What a diffusion run started with ``init_from`` may assume of the start model's autoencoder: the run's
+#: own (the same latents and scale factor), or one the run's autoencoder was fine-tuned from (its latents
+#: moved, so the scale factor may differ; the run uses its own, which keeps the U-Net's input at unit variance).
+INIT_AUTOENCODER = ("same", "fine-tuned")
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ class DiffusionTraining:
     sampling_precision: str = "float32"
     latents: str = "sample"
     precision: str = "float32"
+    init_autoencoder: str = "same"
 
 
 @dataclass(frozen=True)
@@ -229,6 +235,12 @@ def _check(config: TrainingConfig) -> None:
     if config.diffusion.lr_schedule not in LR_SCHEDULES:
         raise InvalidParameterError(
             f"diffusion.lr_schedule must be one of {', '.join(LR_SCHEDULES)} (got {config.diffusion.lr_schedule!r})"
+        )
+    if config.diffusion.init_autoencoder not in INIT_AUTOENCODER:
+        raise InvalidParameterError(
+            f"diffusion.init_autoencoder must be 'same' (init_from was trained on this run's autoencoder) or "
+            f"'fine-tuned' (on the one this run's autoencoder was fine-tuned from) "
+            f"(got {config.diffusion.init_autoencoder!r})"
         )
     if config.diffusion.precision not in TRAINING_PRECISIONS:
         raise InvalidParameterError(
