@@ -10,7 +10,7 @@
 # clean latent at high noise levels, where epsilon prediction left the layout of the brain to the
 # initial noise; then the autoencoder's decoder alone, fine-tuned on the frozen latents (6000 steps,
 # recipes/demo/decoder.json), the whole autoencoder fine-tuned from there (6000 steps,
-# recipes/demo/autoencoder-tuned.json) and the U-Net fine-tuned on its latents (3000 steps,
+# recipes/demo/autoencoder-tuned.json) and the U-Net fine-tuned on its latents (2000 steps,
 # recipes/demo/unet-tuned.json). Every stage checkpoints; run the script again to continue where
 # it stopped. The finished model is evaluated and copied into the package.
 set -euo pipefail
