@@ -3,7 +3,7 @@
 #
 #   bash recipes/demo/train.sh [WORKDIR]        (default WORKDIR: runs/demo)
 #
-# About 11 hours on a 2-core CPU: a 300-subject synthetic cohort (4-6 min), the autoencoder (4000
+# About 14 hours on a 2-core CPU: a 300-subject synthetic cohort (4-6 min), the autoencoder (4000
 # steps at about 0.4 s), the diffusion U-Net with epsilon prediction (8000 steps at 1.0-1.2 s, on the
 # posterior means, bfloat16 mixed precision, the learning rate annealed along a cosine) and the same
 # U-Net continued with v-prediction (4500 steps, recipes/demo/v-prediction.json), which learns the
