@@ -132,3 +132,37 @@ def test_a_unet_follows_its_fine_tuned_autoencoder(cohort_dir, trained_autoencod
     bad = write_training_config(tmp_path / "bad.json", diffusion={"init_autoencoder": "other"})
     with pytest.raises(InvalidParameterError, match=r"diffusion.init_autoencoder must be 'same' .* \(got 'other'\)"):
         train_diffusion(cohort_dir, tuned_autoencoder, bad, tmp_path / "bad", device="cpu", quiet=True)
+
+
+def test_a_decoder_grown_deeper_starts_as_the_trained_one_and_keeps_the_latents(
+    cohort_dir, trained_autoencoder, tmp_path
+):
+    """More residual blocks per level than the start: the added blocks begin as identities, then learn."""
+    from brainsynth.training.growth import grow_autoencoder
+
+    before, manifest = load_trained_autoencoder(trained_autoencoder)
+    deeper = {**manifest["network"], "num_res_blocks": [2, 3]}
+    grown = grow_autoencoder(before, deeper)
+    assert sum(p.numel() for p in grown.decoder.parameters()) > sum(p.numel() for p in before.decoder.parameters())
+    images = TrainingImages(cohort_dir, DataSettings(spacing=8.0, shape=(20, 28, 20), covariates="ukb"))
+    image = images.images(torch.tensor([0]))
+    with torch.no_grad():
+        assert torch.equal(grown.encode(image)[0], before.encode(image)[0])
+        assert torch.allclose(grown.reconstruct(image)[0], before.reconstruct(image)[0], atol=1e-6)
+
+    settings = {**DECODER, "steps": 80, "lr": 1e-3, "network": deeper}
+    config = write_training_config(tmp_path / "deeper.json", autoencoder=settings)
+    output = tmp_path / "deeper"
+    train_autoencoder(cohort_dir, config, output, init_from=trained_autoencoder, device="cpu", quiet=True)
+    after, record = load_trained_autoencoder(output)
+    assert record["network"]["num_res_blocks"] == [2, 3]
+    with torch.no_grad():
+        assert torch.equal(after.encode(image)[0], before.encode(image)[0])  # the same latents
+    assert _reconstruction_error(after, images) < 0.9 * _reconstruction_error(before, images)
+
+    fewer = write_training_config(tmp_path / "fewer.json", autoencoder={**settings, "network": manifest["network"]})
+    with pytest.raises(
+        InvalidParameterError, match=r"may add residual blocks .* not remove them \(level 0: 1 < 2; level 1: 1 < 3\)"
+    ):
+        train_autoencoder(cohort_dir, fewer, tmp_path / "fewer", init_from=output, device="cpu", quiet=True)
+    assert not (tmp_path / "fewer").exists()

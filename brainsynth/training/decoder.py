@@ -24,6 +24,7 @@ from brainsynth.errors import InvalidParameterError
 from brainsynth.training.autoencoder import AutoencoderTask, _unwrap
 from brainsynth.training.diffusion import cached_latents
 from brainsynth.training.distributed import Distributed
+from brainsynth.training.growth import grow_autoencoder, growth_problem
 from brainsynth.training.loop import lr_factor, step_generator
 from brainsynth.training.settings import TrainingConfig
 
@@ -129,7 +130,9 @@ def load_start_autoencoder(init_from: str | Path, config: TrainingConfig) -> tup
     """The autoencoder a decoder fine-tuning starts from, and its weights' SHA-256.
 
     ``init_from`` is a trained autoencoder's folder (``autoencoder.json``) or a model (name or folder);
-    its network settings and grid must be the configuration's. The hash is the one recorded with the
+    its grid must be the configuration's, and its network settings too, except that the configuration may
+    give more residual blocks per level: the autoencoder is then grown into it, computing what it computed
+    (:mod:`brainsynth.training.growth`). The hash is the one recorded with the
     weights (the autoencoder's manifest, the model's ``model.json``); only a model without one, such
     as a MONAI bundle, has its weights hashed here.
 
@@ -159,11 +162,14 @@ def load_start_autoencoder(init_from: str | Path, config: TrainingConfig) -> tup
             f"init_from must be a trained autoencoder's folder or a model (got {str(init_from)!r}: {exc})"
         ) from exc
     problems = []
-    if dict(network) != dict(config.autoencoder.network):
-        problems.append("its autoencoder settings differ from autoencoder.network")
+    growth = growth_problem(network, config.autoencoder.network)
+    if growth is not None:
+        problems.append(growth)
     if tuple(shape) != tuple(config.data.shape):
         grid, wanted = "x".join(map(str, shape)), "x".join(map(str, config.data.shape))
         problems.append(f"its grid is {grid}, data.shape is {wanted}")
     if problems:
         raise InvalidParameterError(f"init_from {str(init_from)!r} cannot start this run: " + "; ".join(problems))
+    if dict(network) != dict(config.autoencoder.network):
+        autoencoder = grow_autoencoder(autoencoder, config.autoencoder.network)
     return autoencoder.float().eval(), weights_hash
