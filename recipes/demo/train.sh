@@ -3,7 +3,7 @@
 #
 #   bash recipes/demo/train.sh [WORKDIR]        (default WORKDIR: runs/demo)
 #
-# About 14 hours on a 2-core CPU: a 300-subject synthetic cohort (4-6 min), the autoencoder (4000
+# About 15 hours on a 2-core CPU: a 300-subject synthetic cohort (4-6 min), the autoencoder (4000
 # steps at about 0.4 s), the diffusion U-Net with epsilon prediction (8000 steps at 1.0-1.2 s, on the
 # posterior means, bfloat16 mixed precision, the learning rate annealed along a cosine) and the same
 # U-Net continued with v-prediction (4500 steps, recipes/demo/v-prediction.json), which learns the
@@ -11,8 +11,10 @@
 # initial noise; then the autoencoder's decoder alone, fine-tuned on the frozen latents (6000 steps,
 # recipes/demo/decoder.json), the whole autoencoder fine-tuned from there (6000 steps,
 # recipes/demo/autoencoder-tuned.json) and the U-Net fine-tuned on its latents (2000 steps,
-# recipes/demo/unet-tuned.json). Every stage checkpoints; run the script again to continue where
-# it stopped. The finished model is evaluated and copied into the package.
+# recipes/demo/unet-tuned.json); last, that autoencoder grown to two residual blocks per level and its
+# decoder alone fine-tuned again (2500 steps at about 1.5 s, recipes/demo/decoder-grown.json), which keeps
+# the latents and so the U-Net. Every stage checkpoints; run the script again to continue where it
+# stopped. The finished model is evaluated and copied into the package.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -22,7 +24,7 @@ mkdir -p "$work"
 # The state committed in recipes/demo/state (each stage's finished run, or its latest checkpoint) is
 # copied in once per stage, except where the work folder already has a stage of its own; the cohort is
 # remade from its seed. Delete a stage's folder in WORKDIR afterwards to train that stage afresh.
-for stage in autoencoder model vpred decoder aetuned tuned; do
+for stage in autoencoder model vpred decoder aetuned tuned grown; do
   if [ -d "$here/state/$stage" ] && [ ! -e "$work/.state_copied_$stage" ]; then
     if [ ! -e "$work/$stage" ]; then
       mkdir -p "$work/$stage" && cp -rn "$here/state/$stage/." "$work/$stage/"
@@ -69,22 +71,39 @@ continue_flag() {  # --resume when the run folder has a checkpoint, nothing othe
     --config "$here/unet-tuned.json" --init-from "$work/vpred" --output "$work/tuned" \
     $(continue_flag "$work/tuned")
 
+# The tuned autoencoder grown to two residual blocks per level, the added blocks starting as identities,
+# and its decoder alone fine-tuned on the frozen latents (recipes/demo/decoder-grown.json): sharper again,
+# with the same latents, so the tuned U-Net stays as it is.
+[ -f "$work/grown/autoencoder.json" ] || \
+  brainsynth train autoencoder --data "$work/cohort" --config "$here/decoder-grown.json" \
+    --init-from "$work/tuned" --output "$work/grown" $(continue_flag "$work/grown")
+
 # The package gets the weights, the configuration and a model card: what the model is for, how it
 # was trained and the evaluation's tables. The model is evaluated as packaged.
 target="$repo/brainsynth/assets/demo"
 rm -rf "$target.new" && mkdir -p "$target.new"
 # The packaged copy carries the demo preset's name and description (the run is named after its
 # configuration, recipes/demo/unet-tuned.json, which its record keeps).
-python - "$work/tuned" "$target.new" "$here/unet-tuned.json" <<'EOF'
+# The tuned model takes the grown autoencoder, whose run started from the tuned model's autoencoder and
+# trained the decoder alone: its latents are the ones the U-Net was trained on.
+python - "$work/tuned" "$target.new" "$here/unet-tuned.json" "$work/grown" <<'EOF'
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
 import brainsynth
 from brainsynth.loading.model_dir import write_model_files
+from brainsynth.training.autoencoder import load_trained_autoencoder
 from brainsynth.training.settings import load_training_config
 
 model = brainsynth.load_model(sys.argv[1])
+autoencoder, grown = load_trained_autoencoder(sys.argv[4])
+run = json.loads((Path(sys.argv[4]) / "run.json").read_text())
+if run["autoencoder"]["fine_tune"] != "decoder" or run["autoencoder_weights"] != model.weight_hashes["autoencoder"]["sha256"]:
+    sys.exit(f"{sys.argv[4]} is not a decoder fine-tuning of {sys.argv[1]}'s autoencoder")
+model.autoencoder = autoencoder.eval()
+model.config = dataclasses.replace(model.config, autoencoder=dict(grown["network"]))
 preset = load_training_config("demo")
 sampling = load_training_config(sys.argv[3]).diffusion  # the defaults chosen by measurement (README, Speed)
 model.config = dataclasses.replace(
