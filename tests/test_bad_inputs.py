@@ -598,6 +598,22 @@ def _(box):
     return _train(box, "-o", "run", "--init-from", "demo")
 
 
+@case(
+    "training runs",
+    "--init-from an autoencoder with more residual blocks than the configuration",
+    r"init_from 'demo' cannot start this run: autoencoder.network.num_res_blocks may add residual blocks .* not remove",
+)
+def _(box):
+    from brainsynth.loading.names import load_model
+    from brainsynth.training.settings import PRESETS_DIR
+
+    config = json.loads((PRESETS_DIR / "tiny.json").read_text())
+    config["data"].update({"spacing": 2.0, "shape": [80, 112, 80]})
+    config["autoencoder"]["network"] = {**load_model("demo").config.autoencoder, "num_res_blocks": 1}
+    path = box.file("config.json", json.dumps(config).encode())
+    return _train(box, "-o", "run", "--init-from", "demo", config=str(path))
+
+
 @case("training runs", "--init-from a folder that holds no model", r"init_from must be a trained autoencoder's folder")
 def _(box):
     (box.folder / "empty").mkdir()
