@@ -604,6 +604,8 @@ def _(box):
     r"init_from 'demo' cannot start this run: autoencoder.network.num_res_blocks may add residual blocks .* not remove",
 )
 def _(box):
+    import json
+
     from brainsynth.loading.names import load_model
     from brainsynth.training.settings import PRESETS_DIR
 
