@@ -33,13 +33,10 @@ def growth_problem(start: Mapping[str, Any], target: Mapping[str, Any]) -> str |
     others = sorted(k for k in set(start) | set(target) if k != "num_res_blocks" and start.get(k) != target.get(k))
     if others:
         return f"its autoencoder settings differ from autoencoder.network in {', '.join(others)}"
-    if len(blocks_per_level(start)) != len(blocks_per_level(target)):
+    trained, wanted = blocks_per_level(start), blocks_per_level(target)
+    if len(trained) != len(wanted):
         return "its num_res_blocks has another number of levels than autoencoder.network's"
-    fewer = [
-        f"level {i}: {new} < {old}"
-        for i, (old, new) in enumerate(zip(blocks_per_level(start), blocks_per_level(target), strict=True))
-        if new < old
-    ]
+    fewer = [f"level {i}: {new} < {old}" for i, (old, new) in enumerate(zip(trained, wanted, strict=True)) if new < old]
     if fewer:
         return (
             "autoencoder.network.num_res_blocks may add residual blocks to a trained autoencoder but not remove "

@@ -12,7 +12,7 @@
 # recipes/demo/decoder.json), the whole autoencoder fine-tuned from there (6000 steps,
 # recipes/demo/autoencoder-tuned.json) and the U-Net fine-tuned on its latents (2000 steps,
 # recipes/demo/unet-tuned.json); last, that autoencoder grown to two residual blocks per level and its
-# decoder alone fine-tuned again (2500 steps at about 1.5 s, recipes/demo/decoder-grown.json), which keeps
+# decoder alone fine-tuned again (2500 steps at about 1.6 s, recipes/demo/decoder-grown.json), which keeps
 # the latents and so the U-Net. Every stage checkpoints; run the script again to continue where it
 # stopped. The finished model is evaluated and copied into the package.
 set -euo pipefail
